@@ -1,0 +1,151 @@
+"""Augmentations that record their parameters, so a view can be replayed and its parameters embedded.
+
+Every view is made by `AugPipeline.sample` (draw parameters) + `AugPipeline.apply` (deterministic
+given the parameters). The parameters of one view form a fixed-length float vector, laid out as
+`PARAM_SLICES` says (`PARAM_DIM` = 20):
+
+    crop     [0:6]   applied, top/H, left/W, height/H, width/W, area fraction
+    flip     [6:7]   applied
+    jitter   [7:16]  applied, brightness, contrast, saturation, hue factors, order of the 4 ops
+    gray     [16:17] applied
+    blur     [17:19] applied, sigma
+    solarize [19:20] applied
+
+A type that is switched off or not drawn records "not applied" with identity values
+(jitter: factors (1, 1, 1, 0), as the authors embed them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torchvision.transforms.v2 import functional as F
+
+AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize")
+PARAM_SLICES = {
+    "crop": slice(0, 6), "flip": slice(6, 7), "jitter": slice(7, 16),
+    "gray": slice(16, 17), "blur": slice(17, 19), "solarize": slice(19, 20),
+}
+PARAM_DIM = 20
+JITTER_FACTORS = slice(8, 12)  # the four colour-jitter factors inside the vector
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    """A float32-representable draw from U(lo, hi), so a replay from the stored vector is exact."""
+    return float(torch.empty(()).uniform_(lo, hi, generator=g))
+
+
+def _bernoulli(g: torch.Generator, p: float) -> bool:
+    return p > 0 and float(torch.rand((), generator=g)) < p
+
+
+@dataclass(frozen=True)
+class AugPipeline:
+    """One view's augmentation pipeline (the SimSiam/MoCo v2 "aug+" set, BYOL's with solarize).
+
+    `types` lists the augmentation types that are switched on; the rest leave the image untouched.
+    Without "crop" the whole image is resized to `size`.
+    """
+
+    size: int = 224
+    types: tuple[str, ...] = ("crop", "flip", "jitter", "gray", "blur")
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    kernel: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        bad = set(self.types) - set(AUG_TYPES)
+        if bad:
+            raise ValueError(f"unknown augmentation types {sorted(bad)}; known: {AUG_TYPES}")
+        object.__setattr__(self, "kernel", 2 * round(0.05 * self.size) + 1)  # 23 at 224 px, as BYOL
+
+    def with_types(self, types) -> "AugPipeline":
+        return replace(self, types=tuple(types))
+
+    def sample(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+        """Draw the parameters of one view of an image of size (height, width): vector (PARAM_DIM,)."""
+        v = torch.zeros(PARAM_DIM)
+        v[PARAM_SLICES["crop"]] = torch.tensor([0, 0, 0, 1, 1, 1.0])
+        v[PARAM_SLICES["jitter"]] = torch.tensor([0, 1, 1, 1, 0, 0, 1, 2, 3.0])
+        on = set(self.types)
+        if "crop" in on:
+            i, j, h, w = self._crop_box(height, width, g)
+            v[PARAM_SLICES["crop"]] = torch.tensor([1, i / height, j / width, h / height, w / width, h * w / (height * width)])
+        if "flip" in on:
+            v[6] = float(_bernoulli(g, self.flip_p))
+        if "jitter" in on and _bernoulli(g, self.jitter_p):
+            b, c, s, h = self.jitter
+            factors = [_uniform(g, max(0.0, 1 - b), 1 + b), _uniform(g, max(0.0, 1 - c), 1 + c),
+                       _uniform(g, max(0.0, 1 - s), 1 + s), _uniform(g, -h, h)]
+            order = torch.randperm(4, generator=g).float()
+            v[PARAM_SLICES["jitter"]] = torch.cat([torch.tensor([1.0, *factors]), order])
+        if "gray" in on:
+            v[16] = float(_bernoulli(g, self.gray_p))
+        if "blur" in on and _bernoulli(g, self.blur_p):
+            v[17], v[18] = 1.0, _uniform(g, *self.blur_sigma)
+        if "solarize" in on:
+            v[19] = float(_bernoulli(g, self.solarize_p))
+        return v
+
+    def _crop_box(self, height: int, width: int, g: torch.Generator) -> tuple[int, int, int, int]:
+        """RandomResizedCrop's box (top, left, h, w), drawn from `g`."""
+        area = height * width
+        log_r = torch.log(torch.tensor(self.crop_ratio))
+        for _ in range(10):
+            target = area * _uniform(g, *self.crop_scale)
+            ratio = float(torch.exp(torch.empty(()).uniform_(float(log_r[0]), float(log_r[1]), generator=g)))
+            w = int(round((target * ratio) ** 0.5))
+            h = int(round((target / ratio) ** 0.5))
+            if 0 < w <= width and 0 < h <= height:
+                i = int(torch.randint(0, height - h + 1, (1,), generator=g))
+                j = int(torch.randint(0, width - w + 1, (1,), generator=g))
+                return i, j, h, w
+        in_ratio = width / height  # fallback: central crop, as torchvision
+        if in_ratio < min(self.crop_ratio):
+            w, h = width, int(round(width / min(self.crop_ratio)))
+        elif in_ratio > max(self.crop_ratio):
+            h, w = height, int(round(height * max(self.crop_ratio)))
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def apply(self, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Make the view that parameters `v` describe. img: (3, H, W) uint8 -> (3, size, size) float, normalized."""
+        height, width = img.shape[-2:]
+        p = v.tolist()
+        if p[0]:
+            i, j = round(p[1] * height), round(p[2] * width)
+            h, w = round(p[3] * height), round(p[4] * width)
+            img = F.resized_crop(img, i, j, h, w, [self.size, self.size], antialias=True)
+        else:
+            img = F.resize(img, [self.size, self.size], antialias=True)
+        if p[6]:
+            img = F.horizontal_flip(img)
+        if p[7]:
+            ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
+            for k in p[12:16]:
+                img = ops[int(k)](img, p[8 + int(k)])
+        if p[16]:
+            img = F.rgb_to_grayscale(img, num_output_channels=3)
+        if p[17]:
+            img = F.gaussian_blur(img, [self.kernel, self.kernel], [p[18], p[18]])
+        if p[19]:
+            img = F.solarize(img, 128)
+        img = F.to_dtype(img, torch.float32, scale=True)
+        return F.normalize(img, list(self.mean), list(self.std))
+
+    def __call__(self, img: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(view (3, size, size), parameters (PARAM_DIM,)) of a uint8 image (3, H, W)."""
+        v = self.sample(img.shape[-2], img.shape[-1], g)
+        return self.apply(img, v), v

@@ -1,0 +1,171 @@
+"""Pretraining configuration: defaults (the authors' setting), YAML files with `_base_`, KEY=VALUE overrides.
+
+Every option lives in `DEFAULTS`; a config file or override naming an unknown key is an error.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FULL_AUGS = ["crop", "jitter", "gray", "blur", "flip"]
+# The authors' add-one assignment: pair k adds one augmentation type and is contrasted after stage k.
+ADD_ONE_PAIRS = [
+    {"stage": 1, "types": ["crop", "jitter"]},
+    {"stage": 2, "types": ["crop", "jitter", "gray"]},
+    {"stage": 3, "types": ["crop", "jitter", "gray", "blur"]},
+    {"stage": 4, "types": FULL_AUGS},
+]
+
+DEFAULTS: dict[str, Any] = {
+    "method": {
+        "name": "simsiam",          # simsiam | byol | barlowtwins | mocov2
+        "arch": "resnet50",
+        "proj": {"hidden": 2048, "out": 2048, "num_layers": 3, "last_bn": True, "last_bn_affine": False},
+        "pred_hidden": 512,         # SimSiam/BYOL predictor: out -> pred_hidden -> out
+        "momentum": 0.99,           # BYOL target EMA / MoCo key encoder (MoCo v2: 0.999)
+        "queue_size": 65536,        # MoCo
+        "temperature": 0.2,         # MoCo
+        "symmetric": False,         # MoCo: add the swapped query/key term
+        "lambd": 3.9e-3,            # Barlow Twins off-diagonal weight
+        "loss_scale": 0.03125,      # Barlow Twins loss scale (1/32)
+        "batching": "auto",         # view | pair | shared | auto (view on CPU, shared on GPU; see benchmarks/perf)
+    },
+    "hier": {                       # "where to contrast"
+        "enabled": True,            # False: only the last pair, at stage 4 (the plain baseline)
+        "pairs": ADD_ONE_PAIRS,
+        "weights": [1.0, 1.0, 1.0, 1.0],
+        "head_reduce": [64, 128, 256],
+        "attention": True,
+    },
+    "expand": {                     # "what to contrast"
+        "enabled": True,
+        "params": ["jitter"],       # parameter groups embedded: jitter (4 factors), crop, flip, gray, blur, solarize
+        "stages": [2, 3, 4],
+        "dim": 512,
+    },
+    "augment": {
+        "size": 224, "crop_scale": [0.2, 1.0], "flip_p": 0.5, "jitter_p": 0.8, "jitter": [0.4, 0.4, 0.4, 0.1],
+        "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0], "solarize_p": 0.0,
+        "views": [{}, {}],          # per-view overrides of the keys above (BYOL's asymmetric blur/solarize)
+    },
+    "data": {
+        "train": "data/imagenet/train",  # an ImageFolder root
+        "class_list": None,         # file with one class folder name per line (ImageNet-100 subsets)
+        "workers": 8,               # per process
+    },
+    "optim": {
+        "name": "sgd",              # sgd | lars
+        "lr": 0.05,                 # base lr for a global batch of 256 (linear scaling rule)
+        "batch_size": 256,          # global batch over all processes
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "epochs": 200,
+        "warmup_epochs": 0,
+        "min_lr": 0.0,
+        "fix_pred_lr": True,        # SimSiam/BYOL: the predictor's lr is not decayed
+        "lars_eta": 0.001,
+    },
+    "train": {
+        "seed": 0,
+        "device": "auto",           # auto | cpu | cuda
+        "amp": True,                # autocast on GPU (bf16 where supported, else fp16 + GradScaler)
+        "sync_bn": True,            # SyncBN when there are several processes
+        "ckpt_every_steps": 0,      # also checkpoint every N steps (0: only at epoch ends)
+        "keep_every_epochs": 0,     # keep epoch_XXXX.pth every N epochs (0: only last.pth)
+        "log_every": 10,
+        "max_steps": 0,             # stop after this many steps (0: the whole schedule); for smoke runs
+        "output": None,             # default: work_dirs/<config name>
+    },
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base: dict, new: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in new.items():
+        if k not in out:
+            raise ConfigError(f"{where}: unknown key {k!r}; known keys here: {sorted(out)}")
+        out[k] = _merge(out[k], v, f"{where}.{k}") if isinstance(out[k], dict) and isinstance(v, dict) else v
+    return out
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    bases = doc.pop("_base_", [])
+    merged: dict = {}
+    for b in [bases] if isinstance(bases, str) else bases:
+        merged = _deep_update(merged, _read((path.parent / b).resolve()))
+    return _deep_update(merged, doc)
+
+
+def _deep_update(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _deep_update(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """'optim.lr=0.1' -> {'optim': {'lr': 0.1}} (the value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=0.1)")
+    key, value = item.split("=", 1)
+    node: dict = {}
+    cur = node
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = yaml.safe_load(value)
+    return node
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """DEFAULTS <- config file (with its `_base_` chain) <- overrides, validated."""
+    cfg = copy.deepcopy(DEFAULTS)
+    name = "defaults"
+    if path is not None:
+        cfg = _merge(cfg, _read(Path(path)), str(path))
+        name = Path(path).stem
+    for item in overrides:
+        cfg = _merge(cfg, parse_override(item), f"override {item!r}")
+    cfg["name"] = name
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    from .backbones import ARCHS
+    from .methods import METHODS
+
+    m, h = cfg["method"], cfg["hier"]
+    if m["name"] not in METHODS:
+        raise ConfigError(f"method.name {m['name']!r} is not one of {sorted(METHODS)}")
+    if m["arch"] not in ARCHS:
+        raise ConfigError(f"method.arch {m['arch']!r} is not one of {ARCHS}")
+    if m["batching"] not in ("auto", "view", "pair", "shared"):
+        raise ConfigError(f"method.batching must be auto, view, pair or shared, got {m['batching']!r}")
+    for p in h["pairs"]:
+        if p.get("stage") not in (1, 2, 3, 4):
+            raise ConfigError(f"hier.pairs: stage must be 1..4 (layer1..layer4), got {p}")
+    if h["enabled"] and len(h["weights"]) != len(h["pairs"]):
+        raise ConfigError(f"hier.weights has {len(h['weights'])} entries for {len(h['pairs'])} pairs")
+    if len(cfg["augment"]["views"]) != 2:
+        raise ConfigError("augment.views must hold two dicts (overrides for view 1 and view 2)")
+    if cfg["optim"]["name"] not in ("sgd", "lars"):
+        raise ConfigError(f"optim.name must be sgd or lars, got {cfg['optim']['name']!r}")
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,144 @@
+"""Distributed helpers: process-group set-up (torchrun, SLURM, single process), gathers, SyncBN on CPU.
+
+Gathers: `concat_all_gather` carries NO gradient (for keys/targets). Gradient-carrying reductions
+use `torch.distributed.nn.functional` (Barlow Twins' cross-correlation, `CPUSyncBatchNorm`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dnnf
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _slurm_env() -> dict[str, str] | None:
+    """torchrun-style variables derived from SLURM's (one task per GPU under srun)."""
+    if "SLURM_PROCID" not in os.environ or "RANK" in os.environ:
+        return None
+    env = {"RANK": os.environ["SLURM_PROCID"], "WORLD_SIZE": os.environ.get("SLURM_NTASKS", "1"),
+           "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0")}
+    if "MASTER_ADDR" not in os.environ:
+        nodes = os.environ.get("SLURM_JOB_NODELIST", os.environ.get("SLURM_NODELIST", "127.0.0.1"))
+        try:
+            host = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                                  check=True).stdout.split()[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            host = nodes.split(",")[0]
+        env["MASTER_ADDR"] = host
+    env.setdefault("MASTER_PORT", os.environ.get("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000)))
+    return env
+
+
+def init_distributed(backend: str | None = None) -> DistInfo:
+    """Join the process group described by torchrun's or SLURM's environment, or run alone."""
+    slurm = _slurm_env()
+    if slurm:
+        os.environ.update(slurm)
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend, rank=info.rank, world_size=info.world_size)
+    return info
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@torch.no_grad()
+def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` (B, ...) from every rank -> (world·B, ...). *** No gradient flows back. ***"""
+    if world_size() == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out)
+
+
+@contextlib.contextmanager
+def shuffled_across_ranks(views: list[torch.Tensor], params: list[torch.Tensor]):
+    """MoCo's shuffle BN: yields (views, params, unshuffle) with the samples permuted across ranks
+    (one permutation for all views), and `unshuffle(list of (B, D))` restoring each rank's order."""
+    if world_size() == 1:
+        yield views, params, lambda outs: outs
+        return
+    b, rank = views[0].shape[0], dist.get_rank()
+    n = b * world_size()
+    perm = torch.randperm(n, device=views[0].device)
+    dist.broadcast(perm, src=0)
+    mine = perm.view(world_size(), b)[rank]
+    inverse = torch.argsort(perm).view(world_size(), b)[rank]
+
+    def take(ts):
+        return [concat_all_gather(t)[mine] for t in ts]
+
+    def unshuffle(outs):
+        return [concat_all_gather(o)[inverse] for o in outs]
+
+    yield take(views), take(params), unshuffle
+
+
+class CPUSyncBatchNorm(nn.BatchNorm1d):
+    """BatchNorm whose training statistics span all ranks, for CPU (gloo) runs where
+    torch.nn.SyncBatchNorm refuses CPU tensors. Works on (B, C) and (B, C, H, W) inputs;
+    gradients flow through the all_reduce."""
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and world_size() > 1):
+            return super().forward(x)
+        dims = [0] + list(range(2, x.dim()))
+        count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
+        stats = dnnf.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count.view(1)]))
+        c = x.shape[1]
+        n = stats[-1]
+        mean, var = stats[:c] / n, stats[c:2 * c] / n - (stats[:c] / n) ** 2
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.mul_(1 - self.momentum).add_(mean.detach(), alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var.detach() * n / (n - 1), alpha=self.momentum)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """All BatchNorm layers -> synchronised ones (torch's SyncBatchNorm on GPU, CPUSyncBatchNorm on CPU)."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, device))
+    return module

@@ -1,0 +1,220 @@
+"""The pretraining loop: DDP, AMP, per-step cosine schedule, atomic checkpoints, exact resume, NaN guard.
+
+Resume restores model (online, target, queues), optimizer, AMP scaler, step counter (the
+schedule is a function of it), RNG states and the data position (epoch, batch within epoch);
+augmentations are seeded per (seed, epoch, image), so a resumed run sees the same views.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .build import build_model, build_transform
+from .checkpoint import FORMAT, load_safe, rng_state, save_atomic, set_rng_state
+from .data import ResumableSampler, collate_views
+from .dist import DistInfo, convert_sync_batchnorm
+from .optim import build_optimizer, lr_at, scaled_lr, set_lr
+from .views import MultiViewDataset
+
+log = logging.getLogger("pretrain")
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
+    want = cfg["train"]["device"]
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device=cuda but no GPU is visible; use train.device=cpu")
+        return torch.device("cuda", info.local_rank)
+    return torch.device(want)
+
+
+def read_class_list(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def build_dataset(cfg: dict) -> MultiViewDataset:
+    root = Path(cfg["data"]["train"])
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.train={root} is not a folder; point it at an ImageFolder root "
+                                "(one sub-folder per class), e.g. data.train=/datasets/imagenet/train")
+    return MultiViewDataset(str(root), build_transform(cfg), cfg["train"]["seed"], read_class_list(cfg["data"]["class_list"]))
+
+
+class Pretrainer:
+    """Builds everything from a resolved config; `run()` trains to the end of the schedule."""
+
+    def __init__(self, cfg: dict, info: DistInfo = DistInfo()):
+        self.cfg, self.info = cfg, info
+        t = cfg["train"]
+        self.out = Path(t["output"] or f"work_dirs/{cfg['name']}")
+        self.device = resolve_device(cfg, info)
+        torch.manual_seed(t["seed"])
+        model = build_model(cfg, self.device.type).to(self.device)
+        if info.enabled and t["sync_bn"]:
+            model = convert_sync_batchnorm(model, self.device)
+        self.model = model
+        self.ddp = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                           broadcast_buffers=False) if info.enabled else None
+        o = cfg["optim"]
+        if o["batch_size"] % info.world_size:
+            raise ValueError(f"optim.batch_size={o['batch_size']} is not divisible by {info.world_size} processes")
+        self.per_rank = o["batch_size"] // info.world_size
+        self.dataset = build_dataset(cfg)
+        self.sampler = ResumableSampler(len(self.dataset), self.per_rank, info.rank, info.world_size, t["seed"])
+        self.steps_per_epoch = self.sampler.num_batches
+        self.total_steps = o["epochs"] * self.steps_per_epoch
+        self.warmup_steps = round(o["warmup_epochs"] * self.steps_per_epoch)
+        self.base_lr = scaled_lr(cfg)
+        self.optimizer = build_optimizer(model, cfg, self.base_lr)
+        amp = t["amp"] and self.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.global_step = 0
+        self.history: list[dict] = []
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": FORMAT, "method": self.model.name, "arch": self.cfg["method"]["arch"], "config": self.cfg,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "global_step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size, "rng": rng_state(),
+        }
+
+    def save(self) -> None:
+        if not self.info.is_main:
+            return
+        state = self.state()
+        save_atomic(state, self.out / "last.pth")
+        keep = self.cfg["train"]["keep_every_epochs"]
+        if keep and self.global_step % self.steps_per_epoch == 0 and (self.global_step // self.steps_per_epoch) % keep == 0:
+            save_atomic(state, self.out / f"epoch_{self.global_step // self.steps_per_epoch:04d}.pth")
+
+    def maybe_resume(self) -> bool:
+        path = self.out / "last.pth"
+        if not path.exists():
+            return False
+        ck = load_safe(path)
+        if ck.get("format") != FORMAT or ck.get("method") != self.model.name:
+            raise ValueError(f"{path} is a {ck.get('method')!r} checkpoint of format {ck.get('format')!r}, not a "
+                             f"{self.model.name!r} run; use another train.output or remove the file")
+        if ck["steps_per_epoch"] != self.steps_per_epoch:
+            raise ValueError(f"{path} was written with {ck['steps_per_epoch']} steps per epoch, this run has "
+                             f"{self.steps_per_epoch} (dataset, batch size or process count changed); use a new train.output")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.global_step = ck["global_step"]
+        if ck["world_size"] == self.info.world_size:
+            set_rng_state(ck["rng"])
+        log.info("resumed from %s at step %d (epoch %d)", path, self.global_step, ck["epoch"])
+        return True
+
+    # ---- training ----------------------------------------------------------------------------
+    def loader(self, epoch: int, start_batch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch, start_batch)
+        w = self.cfg["data"]["workers"]
+        return DataLoader(self.dataset, batch_size=self.per_rank, sampler=self.sampler, num_workers=w,
+                          collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False, prefetch_factor=4 if w else None)
+
+    def step(self, views, params) -> tuple[float, dict]:
+        o = self.cfg["optim"]
+        lr = lr_at(self.global_step, self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
+        set_lr(self.optimizer, lr, self.base_lr, o["fix_pred_lr"])
+        views = [v.to(self.device, non_blocking=True) for v in views]
+        params = [p.to(self.device, non_blocking=True) for p in params]
+        ctx = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with ctx:
+            loss, logs = (self.ddp or self.model)(views, params)
+        if not math.isfinite(float(loss.detach())):
+            raise NonFiniteLossError(
+                f"loss is {float(loss.detach())} at step {self.global_step} (lr {lr:.4g}; stage losses {logs}). "
+                f"Training stopped; the last good checkpoint is {self.out / 'last.pth'}. Lower optim.lr, add "
+                "optim.warmup_epochs, or disable train.amp, then rerun to resume.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.model.update_target()
+        self.global_step += 1
+        return float(loss.detach()), dict(logs, lr=lr)
+
+    def run(self) -> dict:
+        t = self.cfg["train"]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.maybe_resume()
+        writer = jsonl = None
+        if self.info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step)
+            jsonl = open(self.out / "log.jsonl", "a")
+            (self.out / "config.yaml").write_text(__import__("yaml").safe_dump(self.cfg, sort_keys=False))
+        end = self.total_steps if not t["max_steps"] else min(self.total_steps, t["max_steps"])
+        bar = tqdm(total=end, initial=self.global_step, desc=f"pretrain {self.model.name}", unit="step",
+                   disable=not self.info.is_main, dynamic_ncols=True)
+        t0, start_step = time.time(), self.global_step
+        try:
+            while self.global_step < end:
+                epoch, start_batch = divmod(self.global_step, self.steps_per_epoch)
+                for views, params, _ in self.loader(epoch, start_batch):
+                    loss, logs = self.step(views, params)
+                    rec = {"step": self.global_step, "epoch": epoch, "loss": loss, **logs}
+                    self.history.append(rec)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{logs['lr']:.3g}")
+                    if self.info.is_main and (self.global_step % t["log_every"] == 0 or self.global_step == end):
+                        jsonl.write(json.dumps(rec) + "\n")
+                        jsonl.flush()
+                        for k, v in rec.items():
+                            if k not in ("step", "epoch"):
+                                writer.add_scalar(k if "/" in k else f"train/{k}", v, self.global_step)
+                    epoch_end = self.global_step % self.steps_per_epoch == 0
+                    if epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
+                            or self.global_step == end:
+                        self.save()
+                    if self.global_step >= end:
+                        break
+        finally:
+            bar.close()
+            if writer:
+                writer.close()
+                jsonl.close()
+        return self.summary(time.time() - t0, start_step)
+
+    def summary(self, seconds: float, start_step: int) -> dict:
+        h = self.history
+        stage_keys = sorted({k for r in h for k in r if k.startswith("loss/")})
+        n = max(1, min(10, len(h) // 4))
+        s = {
+            "method": self.model.name, "config": self.cfg["name"], "arch": self.cfg["method"]["arch"],
+            "hier": self.cfg["hier"]["enabled"], "expand": self.cfg["expand"]["enabled"],
+            "steps": self.global_step, "total_steps": self.total_steps, "steps_this_run": self.global_step - start_step,
+            "seconds": round(seconds, 2), "checkpoint": str(self.out / "last.pth"),
+            "loss_first": sum(r["loss"] for r in h[:n]) / n if h else None,
+            "loss_last": sum(r["loss"] for r in h[-n:]) / n if h else None,
+            "stage_loss_first": {k: sum(r[k] for r in h[:n]) / n for k in stage_keys},
+            "stage_loss_last": {k: sum(r[k] for r in h[-n:]) / n for k in stage_keys},
+        }
+        if self.info.is_main:
+            (self.out / "pretrain_summary.json").write_text(json.dumps(s, indent=2) + "\n")
+        return s

@@ -1,0 +1,12 @@
+"""BYOL: predictor on the online side, targets from an EMA copy of the online network (decay 0.99)."""
+from ..losses import byol_loss
+from .base import HierSiamese
+
+
+class BYOL(HierSiamese):
+    name = "byol"
+    uses_predictor = True
+    uses_target = True
+
+    def pair_loss(self, k, s, z, p, t):
+        return byol_loss(p[0], p[1], t[0], t[1])

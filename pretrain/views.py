@@ -1,0 +1,80 @@
+"""Several pairs of views per image ("add-one" view generation) and the dataset that makes them.
+
+Pair k uses `pairs[k].types`; with the authors' setting each pair adds one augmentation type to the
+previous one and is contrasted after backbone stage `pairs[k].stage`. One pair with the full set
+at stage 4 is the plain baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from .augment import AugPipeline
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One pair of views: contrasted after ResNet stage `stage` (1..4 = layer1..layer4 = res2..res5)."""
+
+    stage: int
+    views: tuple[AugPipeline, AugPipeline]
+
+
+class MultiViewTransform:
+    """uint8 image (3, H, W) -> (views: list of 2P tensors (3, S, S), params: list of 2P vectors)."""
+
+    def __init__(self, pairs: list[PairSpec]):
+        if not pairs:
+            raise ValueError("at least one pair of views is needed")
+        self.pairs = pairs
+
+    def __call__(self, img: torch.Tensor, g: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        views, params = [], []
+        for pair in self.pairs:
+            for pipe in pair.views:
+                x, v = pipe(img, g)
+                views.append(x)
+                params.append(v)
+        return views, params
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of sample `index` in `epoch`: independent of workers, ranks and resumes."""
+    return (seed * 1_000_003 + epoch) * 2_147_483_647 + index & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class MultiViewDataset(Dataset):
+    """ImageFolder images turned into several pairs of views, deterministically per (seed, epoch, index).
+
+    Indexed by (index, epoch) tuples (see `pretrain.data.ResumableSampler`). Items:
+    (views list of (3, S, S), params list of (PARAM_DIM,), label).
+    """
+
+    def __init__(self, root: str, transform: MultiViewTransform, seed: int = 0, classes: list[str] | None = None):
+        self.folder = ImageFolder(root, loader=lambda p: p, allow_empty=False)
+        if classes is not None:  # e.g. an ImageNet-100 class list
+            missing = sorted(set(classes) - set(self.folder.class_to_idx))
+            if missing:
+                raise ValueError(f"{root}: classes {missing[:5]}{'...' if len(missing) > 5 else ''} from the class list are not folders there")
+            keep = {self.folder.class_to_idx[c] for c in classes}
+            self.folder.samples = [s for s in self.folder.samples if s[1] in keep]
+        self.transform = transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        path, label = self.folder.samples[index]
+        try:
+            img = decode_image(read_file(path), mode=ImageReadMode.RGB)
+        except RuntimeError as e:
+            raise RuntimeError(f"cannot decode image {path}: {e}; remove or replace the file") from e
+        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        views, params = self.transform(img, g)
+        return views, params, label

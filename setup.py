@@ -1,0 +1,35 @@
+"""Hierarchical augmentation invariance: pretraining package and transfer benchmark suite."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def pinned(*names: str) -> list[str]:
+    """Requirement strings for `names`, pinned as in requirements/constraints.txt (the one place)."""
+    pins = {}
+    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name = line.split("=")[0].split("<")[0].split(">")[0].strip()
+            pins[name] = line
+    return [pins.get(n, n) for n in names]
+
+
+setup(
+    name="hier-aug",
+    version="0.1.0",
+    description=__doc__,
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pretrain*", "transfer*", "benchmarks*"]),
+    include_package_data=True,
+    install_requires=pinned("torch", "torchvision")
+    + ["numpy", "pyyaml", "tqdm", "pillow", "pycocotools", "matplotlib", "tensorboard", "scipy"],
+    extras_require={
+        "seg": pinned("mmengine", "mmcv", "mmsegmentation") + ["ftfy", "regex"],
+        "dev": ["pytest", "ruff"],
+    },
+)

@@ -1,0 +1,40 @@
+"""Shared fixtures; tests that need an absent optional engine skip and say how to install it."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENGINES = {
+    "detectron2": ("detectron2", "detectron2 is not installed: install it from source by its official instructions "
+                   "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html), e.g. "
+                   "`.venv/bin/pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`"),
+    "mmseg": ("mmseg", "mmsegmentation is not installed: run `make setup` (installs mmcv 2.1.0 with ops, mmengine, mmseg)"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for marker, (module, reason) in ENGINES.items():
+        if importlib.util.find_spec(module) is None:
+            for item in items:
+                if marker in item.keywords:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory):
+    """A small demo world (seed 0) shared by the tests of a session."""
+    from benchmarks.demo_world import WorldSpec, generate
+    from benchmarks.demo_world.formats import Counts
+
+    root = tmp_path_factory.mktemp("demo_world")
+    counts = Counts(cls_train_per_class=40, cls_val_per_class=15, voc07_trainval=40, voc07_test=20,
+                    voc12_trainval=40, voc12_seg_val=12, coco_train=30, coco_val=12,
+                    cityscapes_train=6, cityscapes_val=3)
+    generate(root, WorldSpec(num_classes=4, seed=0), counts)
+    return root

@@ -1,0 +1,101 @@
+"""The generated demo world is valid in each real on-disk format and deterministic."""
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.demo_world import VOC_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_imagefolder_layout(demo_world):
+    for split in ("train", "val"):
+        classes = sorted(p.name for p in (demo_world / "imagefolder" / split).iterdir())
+        assert classes == sorted(VOC_CLASSES[:4])
+        for c in classes:
+            files = list((demo_world / "imagefolder" / split / c).glob("*.jpg"))
+            assert files and Image.open(files[0]).size == (96, 96)
+
+
+@pytest.mark.parametrize("year,split", [("2007", "trainval"), ("2007", "test"), ("2012", "trainval")])
+def test_voc_xml_valid(demo_world, year, split):
+    base = demo_world / f"VOC{year}"
+    ids = (base / "ImageSets/Main" / f"{split}.txt").read_text().split()
+    assert ids
+    n_obj = 0
+    for i in ids:
+        root = ET.parse(base / "Annotations" / f"{i}.xml").getroot()
+        w, h = int(root.find("size/width").text), int(root.find("size/height").text)
+        assert Image.open(base / "JPEGImages" / f"{i}.jpg").size == (w, h)
+        for obj in root.findall("object"):
+            assert obj.find("name").text in VOC_CLASSES
+            bb = [int(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+            assert 1 <= bb[0] <= bb[2] <= w and 1 <= bb[1] <= bb[3] <= h
+            assert obj.find("difficult").text in ("0", "1")
+            n_obj += 1
+    assert n_obj >= len(ids)
+
+
+def test_coco_json_valid(demo_world):
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    for split in ("train2017", "val2017"):
+        coco = COCO(str(demo_world / "coco/annotations" / f"instances_{split}.json"))
+        assert coco.getAnnIds()
+        for ann in coco.loadAnns(coco.getAnnIds()):
+            img = coco.loadImgs(ann["image_id"])[0]
+            assert (demo_world / "coco" / split / img["file_name"]).exists()
+            m = coco.annToMask(ann)
+            assert m.shape == (img["height"], img["width"]) and m.sum() > 0
+            x, y, w, h = ann["bbox"]
+            ys, xs = np.nonzero(m)
+            assert xs.min() >= x - 1 and xs.max() <= x + w and ys.min() >= y - 1 and ys.max() <= y + h
+            rle = mask_utils.frPyObjects(ann["segmentation"], img["height"], img["width"])
+            assert mask_utils.area(mask_utils.merge(rle)) > 0.5 * ann["area"]
+
+
+def test_segmentation_masks_valid(demo_world):
+    base = demo_world / "VOC2012"
+    for split in ("train", "val"):
+        ids = (base / "ImageSets/Segmentation" / f"{split}.txt").read_text().split()
+        assert ids
+        for i in ids:
+            im = Image.open(base / "SegmentationClass" / f"{i}.png")
+            assert im.mode == "P"
+            vals = set(np.unique(np.asarray(im)).tolist())
+            assert vals <= set(range(0, 5)) | {255}
+    train_ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in (demo_world / "cityscapes/gtFine/train").rglob("*labelTrainIds.png")]))
+    assert set(train_ids.tolist()) <= set(range(19)) | {255}
+
+
+def _digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_deterministic_by_seed(tmp_path):
+    args = ["--scale", "0.1", "--parts", "imagefolder", "voc", "coco"]
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        subprocess.run([sys.executable, str(ROOT / "tools/make_demo_data.py"), str(tmp_path / name), "--seed", str(seed), *args],
+                       check=True, capture_output=True)
+    a, b, c = (_digest(tmp_path / n) for n in "abc")
+    assert a == b
+    images = [k for k in a if k.endswith(".jpg")]
+    assert images and sum(a[k] != c.get(k) for k in images) > 0.9 * len(images)
+    assert json.loads((tmp_path / "a/world.json").read_text())["spec"]["seed"] == 3
+
+
+def test_refuses_non_empty_output(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x/keep.txt").write_text("user data")
+    r = subprocess.run([sys.executable, str(ROOT / "tools/make_demo_data.py"), str(tmp_path / "x"), "--scale", "0.05"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not empty" in r.stderr
+    assert (tmp_path / "x/keep.txt").exists()
