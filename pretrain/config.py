@@ -91,8 +91,26 @@ def _merge(base: dict, new: dict, where: str) -> dict:
     for k, v in new.items():
         if k not in out:
             raise ConfigError(f"{where}: unknown key {k!r}; known keys here: {sorted(out)}")
-        out[k] = _merge(out[k], v, f"{where}.{k}") if isinstance(out[k], dict) and isinstance(v, dict) else v
+        if isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _merge(out[k], v, f"{where}.{k}")
+        else:
+            out[k] = _coerce(out[k], v, f"{where}.{k}")
     return out
+
+
+def _coerce(default, value, where: str):
+    """Numbers written like '1e-4' (YAML 1.1 reads them as strings) become floats; other mismatches are errors."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def _read(path: Path) -> dict:

@@ -38,3 +38,22 @@ def demo_world(tmp_path_factory):
                     cityscapes_train=6, cityscapes_val=3)
     generate(root, WorldSpec(num_classes=4, seed=0), counts)
     return root
+
+
+def run_pretrain(config: str, data: Path, out: Path, *overrides: str, timeout: int = 900):
+    """Run `python -m pretrain.train` in a subprocess (as a user would); returns the CompletedProcess."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pretrain.train", str(ROOT / config), f"data.train={data}", f"train.output={out}",
+           "data.workers=0", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def demo_pretrained(demo_world, tmp_path_factory):
+    """A SimSiam + method ResNet-18 briefly pretrained on the demo world (checkpoint path, run folder)."""
+    out = tmp_path_factory.mktemp("pretrained")
+    r = run_pretrain("configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml", demo_world / "imagefolder/train",
+                     out, "optim.epochs=6", "optim.batch_size=32")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out / "last.pth", out

@@ -18,7 +18,7 @@ class MoCoV2(HierSiamese):
     def __init__(self, *args, queue_size: int = 65536, temperature: float = 0.2, symmetric: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.temperature, self.symmetric = temperature, symmetric
-        dim = self.online.projectors[str(self.stages[0])][-1].out_features
+        dim = kwargs["proj"]["out"]
         for s in self.stages:
             self.register_buffer(f"queue{s}", F.normalize(torch.randn(queue_size, dim), dim=1))
             self.register_buffer(f"queue_ptr{s}", torch.zeros((), dtype=torch.long))

@@ -1,0 +1,69 @@
+"""DDP on 2 CPU processes (gloo, synchronised BN) gives the gradients of one process on the global batch."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from pretrain.build import build_model
+from pretrain.config import load_config
+from pretrain.dist import convert_sync_batchnorm
+
+from .test_method import SMALL, inputs
+
+
+def _cfg(name):
+    cfg = load_config(None, [f"method.name={name}", *SMALL, "method.batching=view"])
+    if name == "barlowtwins":
+        cfg["method"]["proj"].update(last_bn=False)
+    return cfg
+
+
+def _inputs64():
+    """float64 so that the comparison is not limited by float32 reduction order."""
+    views, params = inputs(4, b=8)
+    return [v.double() for v in views], [p.double() for p in params]
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _worker(rank, world, port, name, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = convert_sync_batchnorm(build_model(_cfg(name)), torch.device("cpu")).double()
+    ddp = DistributedDataParallel(model, broadcast_buffers=False)
+    views, params = _inputs64()
+    b = 8 // world
+    loss, _ = ddp([v[rank * b:(rank + 1) * b] for v in views], [p[rank * b:(rank + 1) * b] for p in params])
+    loss.backward()
+    if rank == 0:
+        torch.save(_grads(model), out)
+    dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["simsiam", "barlowtwins"])
+def test_ddp_gradients_match_single_process(tmp_path, name):
+    torch.manual_seed(0)
+    model = build_model(_cfg(name)).double()
+    loss, _ = model(*_inputs64())
+    loss.backward()
+    ref = _grads(model)
+    out = tmp_path / "grads.pt"
+    mp.spawn(_worker, args=(2, _free_port(), name, str(out)), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    assert set(got) == set(ref)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-7, atol=1e-9, msg=lambda m: f"{k}: {m}")

@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""One entry point for every transfer task.
+
+    python tools/run_transfer.py --task TASK --weights W [task options]
+
+Tasks:
+    knn            cosine kNN (k = 20, 200; T = 0.07) on pooled features       (transfer/classification)
+    linear_cls     frozen-backbone linear probe, MoCo protocol or the paper's presets
+W may be a raw pretraining checkpoint (any supported layout), a converted backbone or a torchvision
+state_dict; `random` gives a randomly initialised baseline. `--task TASK --help` lists a task's options.
+Each run writes metrics.json, load_report.json and its resolved config into --output.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TASKS = {
+    "knn": "transfer.classification.run",
+    "linear_cls": "transfer.classification.run",
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--task" not in argv or argv.index("--task") + 1 >= len(argv):
+        print(__doc__)
+        return 0 if ("-h" in argv or "--help" in argv) else 2
+    i = argv.index("--task")
+    task = argv[i + 1]
+    rest = argv[:i] + argv[i + 2:]
+    if task not in TASKS:
+        print(f"error: unknown task {task!r}; choose from {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    import importlib
+
+    return importlib.import_module(TASKS[task]).main(task, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

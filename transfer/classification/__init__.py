@@ -1,0 +1,1 @@
+"""Classification transfer: frozen-backbone linear probe (MoCo protocol) and cosine kNN."""

@@ -1,0 +1,46 @@
+"""Named classification datasets (ImageFolder trees) so reports print proper names.
+
+A user points `--data` at a root holding `train/` and `val/` (or `test/`) class folders; the
+name only selects the display name, the paper's probe preset and the folder names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ClsDataset:
+    key: str
+    title: str
+    preset: str  # the linear-probe preset of the paper (configs/transfer/cls/<preset>.yaml)
+    val_dirs: tuple[str, ...] = ("val", "test")
+
+
+REGISTRY = {d.key: d for d in (
+    ClsDataset("imagenet", "ImageNet-1K", "paper_in1k"),
+    ClsDataset("imagenet100", "ImageNet-100", "paper_200e"),
+    ClsDataset("cub200", "CUB-200-2011", "paper_200e"),
+    ClsDataset("cars196", "Stanford Cars", "paper_cars_adam"),
+    ClsDataset("aircraft", "FGVC-Aircraft", "paper_200e"),
+    ClsDataset("flowers102", "Oxford Flowers-102", "paper_200e"),
+    ClsDataset("inat2019", "iNaturalist 2019", "paper_200e"),
+    ClsDataset("pets", "Oxford-IIIT Pets", "paper_200e"),
+    ClsDataset("dtd", "Describable Textures (DTD)", "paper_200e"),
+    ClsDataset("demo", "demo world (synthetic)", "demo"),
+)}
+
+
+def resolve(name: str | None, root: str | Path) -> tuple[ClsDataset, Path, Path]:
+    """(dataset entry, train folder, val folder); an unnamed dataset is titled by its folder name."""
+    root = Path(root)
+    ds = REGISTRY.get(name) if name else None
+    if name and ds is None:
+        ds = ClsDataset(name, name, "moco")
+    ds = ds or ClsDataset(root.name, root.name, "moco")
+    train = root / "train"
+    val = next((root / v for v in ds.val_dirs if (root / v).is_dir()), None)
+    if not train.is_dir() or val is None:
+        raise FileNotFoundError(f"{root}: expected ImageFolder sub-folders train/ and val/ (or test/); "
+                                f"found {sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'}")
+    return ds, train, val

@@ -1,0 +1,84 @@
+"""Backbones for probing: load any supported checkpoint into a torchvision ResNet, extract pooled features."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, models
+from torchvision.transforms import v2 as T
+from tqdm import tqdm
+
+from ..weights import extract_backbone, reference_state_dict
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def build_backbone(weights: str, arch: str = "resnet50", seed: int = 0) -> tuple[nn.Module, dict]:
+    """A torchvision ResNet with `fc = Identity` (pooled features) from a checkpoint, or `weights="random"`.
+
+    Returns (model, load report). Every backbone tensor must load: missing/unexpected keys are errors."""
+    if weights == "random":
+        torch.manual_seed(seed)
+        net = getattr(models, arch)(weights=None)
+        report = {"source": "random init", "arch": arch, "loaded": 0, "missing": [], "unexpected": []}
+    else:
+        ex = extract_backbone(weights)
+        arch = f"resnet{ex.depth}"
+        net = getattr(models, arch)(weights=None)
+        res = net.load_state_dict(ex.state_dict, strict=False)
+        missing = [k for k in res.missing_keys if not k.startswith("fc.")]
+        if missing or res.unexpected_keys:
+            raise RuntimeError(f"{weights}: backbone did not load: missing {missing[:5]}, unexpected {res.unexpected_keys[:5]}")
+        report = {"source": str(weights), "layout": ex.layout, "arch": arch, "loaded": len(ex.state_dict),
+                  "expected": len(reference_state_dict(ex.depth)), "missing": missing, "unexpected": res.unexpected_keys,
+                  "dropped": dict(ex.dropped)}
+    net.fc = nn.Identity()
+    return net, report
+
+
+def eval_transform(size: int = 224) -> T.Compose:
+    """Resize(size·256/224) + CenterCrop(size), ImageNet normalisation."""
+    return T.Compose([T.ToImage(), T.Resize(round(size * 256 / 224), antialias=True), T.CenterCrop(size),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
+
+
+def train_transform(size: int = 224) -> T.Compose:
+    """RandomResizedCrop(size) + horizontal flip, ImageNet normalisation (MoCo linear protocol)."""
+    return T.Compose([T.ToImage(), T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
+
+
+def _fingerprint(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, folder: Path, size: int, batch_size: int = 128, workers: int = 4,
+                     device: str = "cpu", cache_dir: Path | None = None, desc: str = "features"):
+    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached by (weights, folder, size)."""
+    ds = datasets.ImageFolder(str(folder), transform=eval_transform(size))
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{_fingerprint(model)}|{Path(folder).resolve()}|{size}|{len(ds)}".encode()).hexdigest()[:20]
+        cache = Path(cache_dir) / f"feats_{key}.pt"
+        if cache.exists():
+            d = torch.load(cache, weights_only=True)
+            return d["features"], d["labels"], ds.classes
+    model.eval().to(device)
+    feats, labels = [], []
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, shuffle=False)
+    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+        feats.append(model(x.to(device)).float().cpu())
+        labels.append(y)
+    out = torch.cat(feats), torch.cat(labels)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"features": out[0], "labels": out[1]}, cache)
+    return out[0], out[1], ds.classes
