@@ -70,7 +70,7 @@ class AugPipeline:
             raise ValueError(f"unknown augmentation types {sorted(bad)}; known: {AUG_TYPES}")
         object.__setattr__(self, "kernel", 2 * round(0.05 * self.size) + 1)  # 23 at 224 px, as BYOL
 
-    def with_types(self, types) -> "AugPipeline":
+    def with_types(self, types) -> AugPipeline:
         return replace(self, types=tuple(types))
 
     def sample(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:

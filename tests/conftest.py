@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -57,3 +58,26 @@ def demo_pretrained(demo_world, tmp_path_factory):
                      out, "optim.epochs=6", "optim.batch_size=32")
     assert r.returncode == 0, r.stderr[-3000:]
     return out / "last.pth", out
+
+
+def run_tool(*args: str, timeout: int = 1200):
+    """Run `tools/run_transfer.py` (or another tool) in a subprocess, as a user would."""
+    import subprocess
+
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def kill_when(cmd: list[str], path_appears: Path, timeout: int = 600) -> None:
+    """Start `cmd`, SIGKILL it as soon as `path_appears` exists (a checkpoint), wait for it to die."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    t0 = time.time()
+    while not path_appears.exists():
+        assert proc.poll() is None, f"{cmd} ended (rc {proc.returncode}) before {path_appears} appeared"
+        assert time.time() - t0 < timeout, f"{path_appears} did not appear in {timeout} s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, 9)
+    proc.wait()

@@ -66,4 +66,4 @@ def test_ddp_gradients_match_single_process(tmp_path, name):
     got = torch.load(out, weights_only=True)
     assert set(got) == set(ref)
     for k in ref:
-        torch.testing.assert_close(got[k], ref[k], rtol=1e-7, atol=1e-9, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-7, atol=1e-9, msg=lambda m, k=k: f"{k}: {m}")

@@ -4,7 +4,7 @@
 ImageFolder, VOC2007/2012 (detection XML and segmentation PNGs), COCO JSON and Cityscapes trees,
 so that the readers used on ImageNet/VOC/COCO/Cityscapes read the demo world unchanged.
 """
-from .render import VOC_CLASSES, WorldSpec
 from .formats import generate
+from .render import VOC_CLASSES, WorldSpec
 
 __all__ = ["VOC_CLASSES", "WorldSpec", "generate"]

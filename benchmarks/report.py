@@ -1,0 +1,196 @@
+"""Aggregate a suite's finished cells: mean ± std over seeds, tables (Markdown, CSV, LaTeX), one figure
+per task, published reference rows apart, non-standard protocols flagged, deltas to a baseline row."""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .references import REFERENCES
+from .suite import Suite
+
+TITLES = {"voc_det": "VOC07+12 det", "coco_det": "COCO det", "coco_instseg": "COCO inst. seg", "voc_seg": "VOC12 seg",
+          "cityscapes_seg": "Cityscapes seg", "linear_cls": "linear", "knn": "kNN"}
+COLUMNS = {  # task -> (column, how to read it from metrics.json)
+    "voc_det": [("AP50", lambda m: m["AP50"]), ("AP", lambda m: m["AP"]), ("AP75", lambda m: m["AP75"])],
+    "coco_det": [("APbb", lambda m: m["bbox"]["AP"]), ("APbb50", lambda m: m["bbox"]["AP50"]), ("APbb75", lambda m: m["bbox"]["AP75"])],
+    "coco_instseg": [("APbb", lambda m: m["bbox"]["AP"]), ("APmk", lambda m: m["segm"]["AP"])],
+    "voc_seg": [("mIoU", lambda m: m["mIoU"])],
+    "cityscapes_seg": [("mIoU", lambda m: m["mIoU"])],
+    "linear_cls": [("top1", lambda m: m["top1"])],
+    "knn": [("top1", lambda m: m["top1"])],
+}
+FLAG = {"non-standard": "†", "demo": "‡"}
+
+
+def _cells(suite: Suite) -> dict:
+    """{(checkpoint name, task): {"metrics": [...], "failed": [...], "skipped": [...]}}"""
+    out = {}
+    for ckpt, task, seed in suite.cells():
+        d = suite.cell_dir(ckpt, task, seed)
+        entry = out.setdefault((ckpt.name, task), {"metrics": [], "failed": [], "skipped": []})
+        for name, key in (("metrics.json", "metrics"), ("failed.json", "failed"), ("skipped.json", "skipped")):
+            if (d / name).is_file():
+                entry[key].append(dict(json.loads((d / name).read_text()), seed=seed))
+                break
+    return out
+
+
+def aggregate(suite: Suite) -> list[dict]:
+    """One record per (checkpoint, task, column): mean, std (sample, over seeds), n, protocols, delta."""
+    cells = _cells(suite)
+    rows = []
+    for ckpt in suite.checkpoints:
+        for task in suite.tasks:
+            ms = cells[(ckpt.name, task)]["metrics"]
+            for col, read in COLUMNS[task]:
+                vals = [float(read(m)) for m in ms]
+                rows.append({"checkpoint": ckpt.name, "method": ckpt.method, "epochs": ckpt.epochs, "data": ckpt.data,
+                             "task": task, "metric": col, "n": len(vals),
+                             "mean": statistics.fmean(vals) if vals else None,
+                             "std": statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None),
+                             "protocols": sorted({m["protocol"] for m in ms}),
+                             "protocol_names": sorted({m.get("protocol_name") or m.get("preset", "") for m in ms} - {""}),
+                             "dataset": next((m.get("dataset") for m in ms if m.get("dataset")), None)})
+    if suite.baseline:
+        base = {(r["task"], r["metric"]): r["mean"] for r in rows if r["checkpoint"] == suite.baseline}
+        for r in rows:
+            b = base.get((r["task"], r["metric"]))
+            r["delta"] = None if r["checkpoint"] == suite.baseline or b is None or r["mean"] is None else r["mean"] - b
+    return rows
+
+
+def _fmt(r: dict, with_delta: bool = True) -> str:
+    if r["mean"] is None:
+        return "–"
+    s = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
+    s += "".join(FLAG[p] for p in r["protocols"] if p in FLAG)
+    if with_delta and r.get("delta") is not None:
+        s += f" ({r['delta']:+.2f})"
+    return s
+
+
+def _columns(suite: Suite) -> list[tuple[str, str]]:
+    return [(t, c) for t in suite.tasks for c, _ in COLUMNS[t]]
+
+
+def _header(suite: Suite, rows: list[dict], task: str, col: str) -> str:
+    title = TITLES[task]
+    if task in ("linear_cls", "knn"):
+        ds = next((r["dataset"] for r in rows if r["task"] == task and r["dataset"]), None)
+        title = f"{title} {ds}" if ds else title
+    return f"{title} {col}"
+
+
+def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in suite.tasks:
+        col = COLUMNS[task][0][0]
+        sel = [r for r in rows if r["task"] == task and r["metric"] == col and r["mean"] is not None]
+        if not sel:
+            continue
+        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(sel), 3.2))
+        ax.bar(range(len(sel)), [r["mean"] for r in sel], yerr=[r["std"] for r in sel], capsize=4,
+               color=["#4c72b0" if r["checkpoint"] != suite.baseline else "#999999" for r in sel])
+        ax.set_xticks(range(len(sel)), [r["checkpoint"] for r in sel], rotation=15, ha="right", fontsize=8)
+        flags = "".join(sorted({FLAG[p] for r in sel for p in r["protocols"] if p in FLAG}))
+        ax.set_ylabel(col)
+        ax.set_title(f"{_header(suite, rows, task, col)} (mean ± std over seeds){' ' + flags if flags else ''}", fontsize=9)
+        fig.tight_layout()
+        path = folder / f"{task}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _latex(suite: Suite, rows: list[dict]) -> str:
+    cols = _columns(suite)
+    by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$")
+    groups = " & ".join(rf"\multicolumn{{{len(COLUMNS[t])}}}{{c}}{{{esc(TITLES[t])}}}" for t in suite.tasks)
+    lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
+             "checkpoint & " + " & ".join(esc(c) for _, c in cols) + r" \\", r"\midrule"]
+    for ck in suite.checkpoints:
+        lines.append(esc(ck.name) + " & " + " & ".join(esc(_fmt(by[(ck.name, t, c)])) for t, c in cols) + r" \\")
+    refs = [ref for ref in REFERENCES if any(k in ref["values"] for k in cols)] if suite.references else []
+    if refs:
+        lines.append(r"\midrule")
+        for ref in refs:
+            lines.append(esc(f"{ref['name']} (published)") + " & "
+                         + " & ".join(f"{ref['values'][k]:.1f}" if k in ref["values"] else "–" for k in cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(suite: Suite) -> Path:
+    """report.md, results.csv, results.tex, figures/<task>.png under the suite's output; returns report.md."""
+    out = suite.output
+    out.mkdir(parents=True, exist_ok=True)
+    rows = aggregate(suite)
+    cells = _cells(suite)
+    cols = _columns(suite)
+    by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
+
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "checkpoint", "method", "epochs", "data", "task", "metric", "mean", "std", "n", "protocol", "delta", "source"])
+        for r in rows:
+            w.writerow(["measured", r["checkpoint"], r["method"], r["epochs"], r["data"], r["task"], r["metric"],
+                        "" if r["mean"] is None else f"{r['mean']:.4f}", "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
+                        "+".join(r["protocols"]), "" if r.get("delta") is None else f"{r['delta']:.4f}", "this suite"])
+        for ref in REFERENCES if suite.references else []:
+            for (task, metric), v in ref["values"].items():
+                if task in suite.tasks:
+                    w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "", ref["protocol"], "", ref["source"]])
+    (out / "results.tex").write_text(_latex(suite, rows))
+    figures = _figures(suite, rows, out / "figures")
+
+    md = [f"# Benchmark report: {suite.name}", "",
+          f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {len(suite.seeds)} seed(s) per cell "
+          f"({', '.join(map(str, suite.seeds))}); mean ± sample std over seeds"
+          + (f"; (±x.xx) = difference to **{suite.baseline}**." if suite.baseline else "."), "",
+          "| checkpoint | method | epochs | data | " + " | ".join(_header(suite, rows, t, c) for t, c in cols) + " |",
+          "|---|---|---|---|" + "---|" * len(cols)]
+    for ck in suite.checkpoints:
+        md.append(f"| {ck.name} | {ck.method} | {ck.epochs or ''} | {ck.data} | "
+                  + " | ".join(_fmt(by[(ck.name, t, c)]) for t, c in cols) + " |")
+    used = sorted({p for r in rows for p in r["protocols"]})
+    md += ["", "Protocols: " + "; ".join(
+        f"{TITLES[t]}: {', '.join(sorted({n for r in rows if r['task'] == t for n in r['protocol_names']})) or '–'}" for t in suite.tasks)]
+    if "non-standard" in used:
+        md.append("† non-standard protocol (fewer GPUs, another batch or schedule; each cell's metrics.json lists the changes): "
+                  "not comparable with published numbers.")
+    if "demo" in used:
+        md.append("‡ demo protocol (small backbone, synthetic data, short schedule): shows the pipeline works, "
+                  "not comparable with published numbers.")
+    refs = [ref for ref in REFERENCES if any(k in ref["values"] for k in cols)] if suite.references else []
+    if refs:
+        md += ["", "## Published reference rows (ResNet-50, ImageNet-1k pretraining)", "",
+               "| row | source | protocol | " + " | ".join(_header(suite, rows, t, c) for t, c in cols) + " |",
+               "|---|---|---|" + "---|" * len(cols)]
+        for ref in refs:
+            md.append(f"| {ref['name']} | {ref['source']} | {ref['protocol']} | "
+                      + " | ".join(f"{ref['values'][k]:.1f}" if k in ref["values"] else "–" for k in cols) + " |")
+    if figures:
+        md += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
+    failed = [(k, f) for k, e in cells.items() for f in e["failed"]]
+    skipped = [(k, s) for k, e in cells.items() for s in e["skipped"]]
+    n_done = sum(len(e["metrics"]) for e in cells.values())
+    md += ["", "## Cells", "", f"{n_done} finished, {len(failed)} failed, {len(skipped)} skipped, "
+           f"{len(suite.cells()) - n_done - len(failed) - len(skipped)} not run; folders under `{out / 'cells'}`."]
+    for (ck, task), f in failed:
+        md.append(f"- FAILED {ck} / {task} / seed {f['seed']}: {f['error']} (see `{suite.output / 'cells'}/.../failed.json`)")
+    for (ck, task), s in skipped:
+        md.append(f"- skipped {ck} / {task} / seed {s['seed']}: {s['reason']}")
+    report = out / "report.md"
+    report.write_text("\n".join(md) + "\n")
+    return report

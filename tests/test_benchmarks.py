@@ -1,0 +1,95 @@
+"""The benchmark runner: suite checks, mean ± std tables, failure isolation, and restart without redoing
+finished cells (real checkpoints, real run_transfer.py cells)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from benchmarks.report import aggregate, write_report
+from benchmarks.suite import SuiteError, load_suite
+
+from .conftest import ROOT
+
+
+def _suite(tmp_path, checkpoints, tasks, seeds=(0, 1), baseline=None):
+    doc = {"name": "t", "output": str(tmp_path / "bench"), "seeds": list(seeds), "checkpoints": checkpoints, "tasks": tasks}
+    if baseline:
+        doc["baseline"] = baseline
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ({"tasks": {"voc_dett": []}}, "tasks.voc_dett: unknown task"),
+    ({"checkpoints": [{"path": "x"}]}, "checkpoints[0] needs at least `name` and `path`"),
+    ({"baseline": "nope"}, "baseline 'nope' is not a checkpoint name"),
+    ({"seeds": "0"}, "seeds must be a list of integers"),
+])
+def test_suite_errors_name_the_key(tmp_path, bad, needle):
+    doc = {"checkpoints": [{"name": "a", "path": "random"}], "tasks": {"knn": []}, **bad}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(SuiteError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        load_suite(tmp_path / "s.yaml")
+
+
+def test_aggregation_mean_std_delta_and_flags(tmp_path):
+    path = _suite(tmp_path, [{"name": "base", "path": "random"}, {"name": "ours", "path": "random"}],
+                  {"voc_det": [], "voc_seg": []}, seeds=(0, 1), baseline="base")
+    suite = load_suite(path)
+    values = {("base", 0): 50.0, ("base", 1): 52.0, ("ours", 0): 53.0, ("ours", 1): 55.0}
+    for ck in suite.checkpoints:
+        for seed in suite.seeds:
+            v = values[(ck.name, seed)]
+            d = suite.cell_dir(ck, "voc_det", seed)
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({"protocol": "standard", "AP50": v, "AP": v - 20, "AP75": v - 10}))
+    d = suite.cell_dir(suite.checkpoints[1], "voc_seg", 0)
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"protocol": "non-standard", "mIoU": 60.0}))
+    rows = {(r["checkpoint"], r["task"], r["metric"]): r for r in aggregate(suite)}
+    assert rows[("ours", "voc_det", "AP50")]["mean"] == 54.0 and rows[("ours", "voc_det", "AP50")]["std"] == pytest.approx(1.41421, 1e-4)
+    assert rows[("ours", "voc_det", "AP50")]["delta"] == 3.0 and rows[("base", "voc_det", "AP50")]["delta"] is None
+    assert rows[("ours", "voc_seg", "mIoU")]["n"] == 1 and rows[("base", "voc_seg", "mIoU")]["mean"] is None
+    report = write_report(suite).read_text()
+    assert "| ours |  |  |  | 54.00 ± 1.41 (+3.00) |" in report and "60.00†" in report and "non-standard protocol" in report
+    assert "MoCo v2 200e" in report  # published rows, apart from the measured ones
+    assert (suite.output / "figures/voc_det.png").stat().st_size > 1000
+    assert "\\multicolumn{3}{c}{VOC07+12 det}" in (suite.output / "results.tex").read_text()
+    csv = (suite.output / "results.csv").read_text().splitlines()
+    assert csv[0].startswith("row,checkpoint") and any(line.startswith("published,MoCo v2 200e") for line in csv)
+
+
+@pytest.mark.slow
+def test_suite_runs_isolates_failures_and_restarts_without_redoing_cells(demo_world, demo_pretrained, tmp_path):
+    ckpt, _ = demo_pretrained
+    (tmp_path / "corrupt.pth").write_bytes(b"\x00" * 100)
+    common = ["--data", str(demo_world / "imagefolder"), "--dataset", "demo", "--size", "64", "--workers", "0", "--arch", "resnet18"]
+    path = _suite(tmp_path, [{"name": "random init", "path": "random", "method": "none"},
+                             {"name": "pretrained", "path": str(ckpt), "method": "SimSiam-hier", "epochs": 6, "data": "demo"},
+                             {"name": "corrupt", "path": str(tmp_path / "corrupt.pth")}],
+                  {"knn": common, "linear_cls": [*common, "--fast"]}, baseline="random init")
+    cmd = [sys.executable, "-m", "benchmarks.run", str(path)]
+    first = tmp_path / "bench/cells/pretrained/knn/s0/metrics.json"
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while not first.exists():
+        assert proc.poll() is None and time.sleep(0.2) is None
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "bench/cells").rglob("metrics.json")}
+    assert len(done) >= 5  # random init: 4 cells, pretrained/knn/s0
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 1, r.stderr[-2000:]  # one checkpoint's cells failed
+    assert f"{len(done)} finished" in r.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished cells were not redone
+    assert len(list((tmp_path / "bench/cells").rglob("metrics.json"))) == 8
+    failed = list((tmp_path / "bench/cells/corrupt").rglob("failed.json"))
+    assert len(failed) == 4 and "not a readable PyTorch checkpoint" in json.loads(failed[0].read_text())["error"]
+    report = (tmp_path / "bench/report.md").read_text()
+    assert "| pretrained | SimSiam-hier | 6 | demo |" in report and " ± " in report and "FAILED corrupt / knn / seed 0" in report
+    rows = {(r["checkpoint"], r["task"]): r for r in aggregate(load_suite(path)) if r["metric"] == "top1"}
+    assert rows[("pretrained", "knn")]["n"] == 2 and rows[("pretrained", "knn")]["delta"] > 0

@@ -1,0 +1,120 @@
+"""Detection transfer on real detectron2 (marker `detectron2`): every shipped config builds, the demo
+presets fine-tune from a raw pretraining checkpoint and learn, eval-only and resume work."""
+import json
+import re
+
+import pytest
+
+from .conftest import ROOT, kill_when, run_tool
+
+pytestmark = pytest.mark.detectron2
+CONFIGS = sorted(p.stem for p in (ROOT / "configs/transfer/detectron2").glob("*.yaml") if not p.stem.startswith("Base"))
+# A broken pipeline (classes shuffled, boxes in the wrong frame, no learning) stays near AP50 0; this run reaches ~45.
+VOC_AP50_MIN = 20.0
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_merges_and_builds(name):
+    from detectron2.modeling import build_model
+
+    import transfer.detectron2.heads  # noqa: F401
+    from transfer.detectron2.protocol import adapt_to_run, load_preset, resolve_config
+
+    cfg = load_preset(resolve_config(name))
+    adapt_to_run(cfg, 1, None)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    assert model.roi_heads.box_predictor.cls_score.out_features == cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1
+    if cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm":
+        assert type(model.roi_heads.res5[-1]).__name__ == "BatchNorm2d"  # the extra norm after res5
+    if "_moco" in name or "_paper" in name or name.startswith("demo"):
+        assert cfg.INPUT.FORMAT == "RGB" and not cfg.MODEL.RESNETS.STRIDE_IN_1X1
+        assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.280, 103.530] and list(cfg.MODEL.PIXEL_STD) == [58.395, 57.120, 57.375]
+    if not name.startswith("demo"):
+        assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
+
+
+def test_standard_voc_preset_is_moco_protocol():
+    from transfer.detectron2.protocol import load_preset, resolve_config
+
+    cfg = load_preset(resolve_config("pascal_voc_R_50_C4_24k_moco"))
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.WARMUP_ITERS) == (0.02, 24000, (18000, 22000), 100)
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == tuple(range(480, 801, 32)) and cfg.INPUT.MIN_SIZE_TEST == 800
+    assert cfg.MODEL.RESNETS.NORM == "naiveSyncBN" and cfg.MODEL.RPN.PRE_NMS_TOPK_TEST == 6000
+    paper = load_preset(resolve_config("pascal_voc_R_50_C4_24k_paper"))
+    assert paper.SOLVER.BASE_LR == 0.003 and tuple(paper.SOLVER.STEPS) == (16800, 21600)
+
+
+def test_linear_scaling_and_single_process_are_flagged():
+    from transfer.detectron2.protocol import adapt_to_run, load_preset, protocol_changes, protocol_label, resolve_config
+
+    preset = load_preset(resolve_config("pascal_voc_R_50_C4_24k_moco"))
+    cfg = preset.clone()
+    adapt_to_run(cfg, 1, 8)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)) == (0.01, 48000, (36000, 44000))
+    changes = protocol_changes(preset, cfg)
+    assert "MODEL.RESNETS.NORM: naiveSyncBN -> BN" in changes and "SOLVER.IMS_PER_BATCH: 16 -> 8" in changes
+    assert protocol_label(cfg, changes) == "non-standard"
+    same = preset.clone()
+    adapt_to_run(same, 8, None)
+    assert protocol_changes(preset, same) == [] and protocol_label(same, []) == "standard"
+
+
+def _voc(world, out, weights, *extra):
+    return ["tools/run_transfer.py", "--task", "voc_det", "--weights", str(weights), "--config", "demo_voc_R_18_FPN",
+            "--data-root", str(world), "--output", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_voc_det_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_path):
+    ckpt, _ = demo_pretrained
+    r = run_tool(*_voc(demo_world, tmp_path, ckpt, "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["protocol"] == "demo" and "MODEL.RESNETS.NORM: naiveSyncBN -> BN" in m["protocol_changes"]
+    rep = m["load_report"]
+    assert rep["ok"] and rep["backbone_tensors"] == rep["verified_identical"] == 100  # ResNet-18, every tensor bit-identical
+    assert m["source"]["layout"] == "hier-aug" and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]
+    assert {"AP", "AP50", "AP75"} <= set(m) and m["AP50"] > VOC_AP50_MIN, m["bbox"]
+    # eval-only on the finished run reloads its final checkpoint and gives the same numbers
+    r = run_tool(*_voc(demo_world, tmp_path, ckpt, "--eval-only", "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["eval_only"] and again["AP50"] == pytest.approx(m["AP50"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_coco_instseg_reports_box_and_mask_ap(demo_world, demo_pretrained, tmp_path):
+    ckpt, _ = demo_pretrained
+    r = run_tool("tools/run_transfer.py", "--task", "coco_instseg", "--weights", str(ckpt), "--config", "demo_coco_R_18_FPN",
+                 "--data-root", str(demo_world), "--output", str(tmp_path), "SOLVER.MAX_ITER", "160", "SOLVER.STEPS", "(120,150)")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    for kind in ("bbox", "segm"):
+        assert set(m[kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+        assert m[kind]["AP"] > 0 and m[kind]["AP50"] > 0, m[kind]
+    assert m["load_report"]["ok"] and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(demo_world, tmp_path):
+    import torch
+    from torchvision import models
+
+    torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
+    args = _voc(demo_world, tmp_path / "run", tmp_path / "tv.pth", "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "6",
+                "TEST.PRECISE_BN.ENABLED", "False")
+    kill_when(args, tmp_path / "run/model_0000005.pth")
+    assert not (tmp_path / "run/metrics.json").exists()
+    r = run_tool(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"resumed from .*model_00000(05|11)\.pth at iteration (6|12)", r.stdout), r.stdout[-2000:]
+    m = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert m["resumed"] and m["load_report"]["ok"]  # the report of the run's start is kept
+
+
+def test_bad_weights_fail_before_training(demo_world, tmp_path):
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    r = run_tool(*_voc(demo_world, tmp_path / "run", tmp_path / "bad.pth"))
+    assert r.returncode == 1 and "bad.pth" in r.stderr and "not a readable PyTorch checkpoint" in r.stderr
+    assert not (tmp_path / "run/metrics.json").exists()

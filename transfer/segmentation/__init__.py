@@ -1,0 +1,1 @@
+"""Semantic-segmentation transfer on MMSegmentation 1.x (mmengine Runner)."""

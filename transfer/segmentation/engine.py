@@ -1,0 +1,52 @@
+"""Running an mmseg config through mmengine's Runner, reading every checkpoint safely.
+
+mmengine 0.10.7 reads local checkpoints with a bare torch.load; under torch >= 2.6 (weights_only by
+default) its own resume checkpoints then fail. The local loader is replaced by one that uses the
+project's restricted unpickler (`transfer.safe_pickle`): resume works, arbitrary objects still fail.
+"""
+from __future__ import annotations
+
+from mmengine.runner import CheckpointLoader
+
+from ..safe_pickle import safe_load
+
+
+@CheckpointLoader.register_scheme(prefixes="", force=True)
+def _load_local(filename: str, map_location=None):
+    """mmengine's loader for local paths, through the restricted unpickler."""
+    from pathlib import Path
+
+    if not Path(filename).is_file():
+        raise FileNotFoundError(f"{filename} is not a checkpoint file")
+    return safe_load(filename, map_location=map_location or "cpu")
+
+
+def run(cfg, eval_only: bool):
+    """(last validation metrics or None on non-main ranks, load report, resumed?)"""
+    from mmengine.dist import is_main_process
+    from mmengine.runner import Runner
+
+    from . import hooks  # noqa: F401  registers PerClassIoUMetric and the hooks
+
+    if eval_only:
+        cfg.load_from = str(_last_checkpoint(cfg.work_dir))
+        cfg.resume = False
+    runner = Runner.from_cfg(cfg)
+    if eval_only:
+        metrics = runner.test()
+    else:
+        runner.train()
+        metrics = getattr(runner, "last_metrics", None)
+    resumed = bool(cfg.resume) or eval_only
+    if not is_main_process():
+        return None, None, resumed
+    return metrics or {}, getattr(runner, "load_report", None), resumed
+
+
+def _last_checkpoint(work_dir: str):
+    from pathlib import Path
+
+    marker = Path(work_dir) / "last_checkpoint"
+    if not marker.is_file():
+        raise FileNotFoundError(f"--eval-only: {marker} not found; train the run first")
+    return Path(marker.read_text().strip())

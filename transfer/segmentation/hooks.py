@@ -1,0 +1,64 @@
+"""mmengine pieces the segmentation runs add: a metric with per-class IoU, the backbone load report,
+and the last validation result kept for metrics.json."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmseg.evaluation.metrics import IoUMetric
+from mmseg.registry import HOOKS, METRICS
+
+
+@METRICS.register_module(force=True)
+class PerClassIoUMetric(IoUMetric):
+    """mmseg's IoUMetric (mIoU, mAcc, aAcc in %) plus `IoU.<class>` for every class (NaN when a class is
+    neither in the labels nor in the predictions)."""
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        metrics = super().compute_metrics(results)
+        inter = sum(r[0] for r in results).double()
+        union = sum(r[1] for r in results).double()
+        iou = torch.where(union > 0, inter / union.clamp(min=1) * 100, torch.full_like(union, float("nan")))
+        metrics.update({f"IoU.{name}": float(v) for name, v in zip(self.dataset_meta["classes"], iou.tolist())})
+        return metrics
+
+
+@HOOKS.register_module(force=True)
+class BackboneLoadHook(Hook):
+    """Before training from iteration 0, compares every backbone tensor with the weights file: all equal
+    or the run stops, naming the keys. The report lands in `runner.load_report`."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, weights: str | None):
+        self.weights = weights
+
+    def before_train(self, runner) -> None:
+        runner.load_report = None
+        if not self.weights or runner.iter > 0:
+            return
+        doc = torch.load(self.weights, map_location="cpu", weights_only=True)
+        src = {k.removeprefix("backbone."): v for k, v in doc["state_dict"].items()}
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        have = {k: v for k, v in model.backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+        src = {k: v for k, v in src.items() if not k.endswith("num_batches_tracked")}
+        missing = sorted(set(have) - set(src))
+        unused = sorted(set(src) - set(have))
+        differ = sorted(k for k in set(have) & set(src)
+                        if have[k].shape != src[k].shape or not np.array_equal(have[k].cpu().numpy(), src[k].numpy()))
+        runner.load_report = {"backbone_tensors": len(have), "verified_identical": len(have) - len(missing) - len(differ),
+                              "missing": missing, "unexpected": unused, "not_identical": differ,
+                              "ok": not (missing or unused or differ)}
+        if not runner.load_report["ok"]:
+            raise RuntimeError(f"{self.weights}: the backbone did not load completely: missing {missing[:5]}, "
+                               f"unexpected {unused[:5]}, not identical {differ[:5]}")
+
+
+@HOOKS.register_module(force=True)
+class LastMetricsHook(Hook):
+    """Keeps the metrics of the latest validation in `runner.last_metrics`."""
+
+    priority = "LOW"
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        runner.last_metrics = dict(metrics or {})
