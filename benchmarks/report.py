@@ -72,6 +72,18 @@ def _fmt(r: dict, with_delta: bool = True) -> str:
     return s
 
 
+def _references(suite: Suite, rows: list[dict]) -> list[dict]:
+    """Published rows restricted to the suite's columns; classification values (ImageNet-1K top-1) only
+    where the suite probes ImageNet-1K too."""
+    if not suite.references:
+        return []
+    cols = set(_columns(suite))
+    datasets = {r["task"]: r["dataset"] for r in rows if r["dataset"]}
+    keep = lambda t, m: (t, m) in cols and (t not in ("linear_cls", "knn") or datasets.get(t) == "ImageNet-1K")
+    refs = [dict(ref, values={k: v for k, v in ref["values"].items() if keep(*k)}) for ref in REFERENCES]
+    return [ref for ref in refs if ref["values"]]
+
+
 def _columns(suite: Suite) -> list[tuple[str, str]]:
     return [(t, c) for t in suite.tasks for c, _ in COLUMNS[t]]
 
@@ -115,13 +127,13 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
 def _latex(suite: Suite, rows: list[dict]) -> str:
     cols = _columns(suite)
     by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
-    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$")
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$").replace("‡", r"$^\ddagger$").replace("†", r"$^\dagger$")
     groups = " & ".join(rf"\multicolumn{{{len(COLUMNS[t])}}}{{c}}{{{esc(TITLES[t])}}}" for t in suite.tasks)
     lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
              "checkpoint & " + " & ".join(esc(c) for _, c in cols) + r" \\", r"\midrule"]
     for ck in suite.checkpoints:
         lines.append(esc(ck.name) + " & " + " & ".join(esc(_fmt(by[(ck.name, t, c)])) for t, c in cols) + r" \\")
-    refs = [ref for ref in REFERENCES if any(k in ref["values"] for k in cols)] if suite.references else []
+    refs = _references(suite, rows)
     if refs:
         lines.append(r"\midrule")
         for ref in refs:
@@ -147,10 +159,9 @@ def write_report(suite: Suite) -> Path:
             w.writerow(["measured", r["checkpoint"], r["method"], r["epochs"], r["data"], r["task"], r["metric"],
                         "" if r["mean"] is None else f"{r['mean']:.4f}", "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
                         "+".join(r["protocols"]), "" if r.get("delta") is None else f"{r['delta']:.4f}", "this suite"])
-        for ref in REFERENCES if suite.references else []:
+        for ref in _references(suite, rows):
             for (task, metric), v in ref["values"].items():
-                if task in suite.tasks:
-                    w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "", ref["protocol"], "", ref["source"]])
+                w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "", ref["protocol"], "", ref["source"]])
     (out / "results.tex").write_text(_latex(suite, rows))
     figures = _figures(suite, rows, out / "figures")
 
@@ -172,7 +183,7 @@ def write_report(suite: Suite) -> Path:
     if "demo" in used:
         md.append("‡ demo protocol (small backbone, synthetic data, short schedule): shows the pipeline works, "
                   "not comparable with published numbers.")
-    refs = [ref for ref in REFERENCES if any(k in ref["values"] for k in cols)] if suite.references else []
+    refs = _references(suite, rows)
     if refs:
         md += ["", "## Published reference rows (ResNet-50, ImageNet-1k pretraining)", "",
                "| row | source | protocol | " + " | ".join(_header(suite, rows, t, c) for t, c in cols) + " |",

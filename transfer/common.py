@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+
+def finite_or_none(x):
+    """NaN/inf (e.g. COCO APl with no large objects, IoU of an absent class) -> None, so files stay strict JSON."""
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--aug-images", type=int, default=64)
     p.add_argument("--aug-size", type=int, default=224)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/perf/results/pretrain_overhead.json")

@@ -61,7 +61,10 @@ def main(task: str, argv: list[str]) -> int:
             acc = topk_accuracy(s, vy)
             result[f"k{k}"] = dict(acc, per_class=per_class_accuracy(s, vy, len(classes)))
         main_k = f"k{args.k[0]}"
-        metrics = dict(run_record(task, args.weights, args.seed, "standard", k=args.k, temperature=args.temperature),
+        changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
+        protocol = "demo" if ds.key == "demo" else ("non-standard" if changes else "standard")
+        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, k=args.k, temperature=args.temperature,
+                                  protocol_name=f"cosine kNN (k={'/'.join(map(str, args.k))}, T={args.temperature})"),
                        dataset=ds.title, top1=result[main_k]["top1"], top5=result[main_k]["top5"], by_k=result,
                        classes=classes, load_report=report)
     else:
@@ -69,7 +72,7 @@ def main(task: str, argv: list[str]) -> int:
         if preset_name not in PRESETS:
             preset_name = "moco"
         preset = dict(PRESETS[preset_name])
-        changes = []
+        changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
         for key in ("epochs", "lr"):
             if getattr(args, key) is not None:
                 changes.append(f"{key} {preset[key]} -> {getattr(args, key)}")
@@ -82,8 +85,9 @@ def main(task: str, argv: list[str]) -> int:
         else:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
-        protocol = "demo" if preset_name == "demo" else ("non-standard" if changes else "standard")
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset),
+        protocol = "demo" if preset_name == "demo" or ds.key == "demo" else ("non-standard" if changes else "standard")
+        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset,
+                                  protocol_name=f"linear probe, preset {preset_name}"),
                        dataset=ds.title, **res, classes=classes, load_report=report)
     write_json(out / "metrics.json", metrics)
     print(f"[{task}] {ds.title}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  -> {out / 'metrics.json'}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..common import run_record, write_json
+from ..common import finite_or_none, run_record, write_json
 from ..convert import write_detectron2_pkl
 from ..weights import CheckpointError, extract_backbone
 from .protocol import DEFAULT_CONFIG, adapt_to_run, load_preset, protocol_changes, protocol_label, resolve_config
@@ -181,8 +181,8 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
     missing = [k for k in NEEDED[task] if k not in results]
     if missing:
         raise RuntimeError(f"evaluation returned no {missing} results (got {list(results)})")
-    summary = {kind: {k: float(v) for k, v in r.items() if k in SUMMARY_KEYS} for kind, r in results.items()}
-    per_class = {kind: {k[3:]: float(v) for k, v in r.items() if k.startswith("AP-")} for kind, r in results.items()}
+    summary = {kind: {k: finite_or_none(float(v)) for k, v in r.items() if k in SUMMARY_KEYS} for kind, r in results.items()}
+    per_class = {kind: {k[3:]: finite_or_none(float(v)) for k, v in r.items() if k.startswith("AP-")} for kind, r in results.items()}
     metrics = dict(run_record(task, info["weights"], cfg.SEED, info["protocol"], info["changes"],
                               protocol_name=cfg.HIERAUG.PROTOCOL_NAME, config=info["config"],
                               source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
@@ -190,5 +190,5 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
                    **(summary["bbox"] if task == "voc_det" else {}), **summary, per_class_AP=per_class, classes=classes,
                    load_report=report)
     write_json(out / "metrics.json", metrics)
-    line = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in list(s.items())[:3]) for kind, s in summary.items())
+    line = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in list(s.items())[:3] if v is not None) for kind, s in summary.items())
     print(f"[{task}] {line}  -> {out / 'metrics.json'}")

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..common import run_record, write_json
+from ..common import finite_or_none, run_record, write_json
 from ..convert import write_torchvision_pth
 from ..weights import CheckpointError, extract_backbone
 from .protocol import adapt_to_run, protocol_changes, resolve_config, set_data_root
@@ -99,7 +99,7 @@ def main(task: str, argv: list[str]) -> int:
     rec = dict(run_record(task, args.weights, args.seed, label, changes, protocol_name=cfg.protocol.name, config=str(path),
                           source=source, iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed),
                mIoU=metrics.get("mIoU"), mAcc=metrics.get("mAcc"), aAcc=metrics.get("aAcc"),
-               per_class_IoU={k[4:]: v for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
+               per_class_IoU={k[4:]: finite_or_none(v) for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
     write_json(out / "metrics.json", rec)
     print(f"[{task}] mIoU {rec['mIoU']:.2f}  mAcc {rec['mAcc']:.2f}  aAcc {rec['aAcc']:.2f}  -> {out / 'metrics.json'}")
     return 0
