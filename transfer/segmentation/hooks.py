@@ -2,11 +2,16 @@
 and the last validation result kept for metrics.json."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import HOOKS, METRICS
+
+from ..common import write_json
 
 
 @METRICS.register_module(force=True)
@@ -49,6 +54,8 @@ class BackboneLoadHook(Hook):
         runner.load_report = {"backbone_tensors": len(have), "verified_identical": len(have) - len(missing) - len(differ),
                               "missing": missing, "unexpected": unused, "not_identical": differ,
                               "ok": not (missing or unused or differ)}
+        if is_main_process():  # written now, so a resumed run still has the report of its start
+            write_json(Path(runner.work_dir) / "load_report.json", runner.load_report)
         if not runner.load_report["ok"]:
             raise RuntimeError(f"{self.weights}: the backbone did not load completely: missing {missing[:5]}, "
                                f"unexpected {unused[:5]}, not identical {differ[:5]}")

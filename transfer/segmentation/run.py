@@ -81,7 +81,8 @@ def main(task: str, argv: list[str]) -> int:
     changes = notes + protocol_changes(preset, cfg)
     kind = cfg.get("protocol", {}).get("kind", "standard")
     label = "demo" if kind == "demo" else ("non-standard" if changes else "standard")
-    print(f"[{task}] {cfg.protocol.name} ({path.name}); protocol: {label}" + "".join(f"\n    change {c}" for c in changes))
+    name = cfg.get("protocol", {}).get("name", path.stem)
+    print(f"[{task}] {name} ({path.name}); protocol: {label}" + "".join(f"\n    change {c}" for c in changes))
     cfg.work_dir = str(out)
     cfg.launcher = args.launcher
     cfg.randomness = dict(seed=args.seed)
@@ -92,14 +93,12 @@ def main(task: str, argv: list[str]) -> int:
     metrics, report, resumed = run(cfg, args.eval_only)
     if metrics is None:
         return 0  # not the main process
-    if report is not None:
-        write_json(out / "load_report.json", report)
-    elif (out / "load_report.json").is_file():  # resumed or eval-only: the report of the run's start
+    if report is None and (out / "load_report.json").is_file():  # resumed or eval-only: the report of the run's start
         report = json.loads((out / "load_report.json").read_text())
-    rec = dict(run_record(task, args.weights, args.seed, label, changes, protocol_name=cfg.protocol.name, config=str(path),
+    rec = dict(run_record(task, args.weights, args.seed, label, changes, protocol_name=name, config=str(path),
                           source=source, iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed),
-               mIoU=metrics.get("mIoU"), mAcc=metrics.get("mAcc"), aAcc=metrics.get("aAcc"),
-               per_class_IoU={k[4:]: finite_or_none(v) for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
+               **{k: finite_or_none(float(metrics[k])) for k in ("mIoU", "mAcc", "aAcc")},
+               per_class_IoU={k[4:]: finite_or_none(float(v)) for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
     write_json(out / "metrics.json", rec)
     print(f"[{task}] mIoU {rec['mIoU']:.2f}  mAcc {rec['mAcc']:.2f}  aAcc {rec['aAcc']:.2f}  -> {out / 'metrics.json'}")
     return 0
