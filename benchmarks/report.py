@@ -127,7 +127,8 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
 def _latex(suite: Suite, rows: list[dict]) -> str:
     cols = _columns(suite)
     by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
-    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("±", r"$\pm$").replace("‡", r"$^\ddagger$").replace("†", r"$^\dagger$")
+    latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$"}
+    esc = lambda s: "".join(latex.get(ch, ch) for ch in str(s))
     groups = " & ".join(rf"\multicolumn{{{len(COLUMNS[t])}}}{{c}}{{{esc(TITLES[t])}}}" for t in suite.tasks)
     lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
              "checkpoint & " + " & ".join(esc(c) for _, c in cols) + r" \\", r"\midrule"]

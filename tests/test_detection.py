@@ -104,7 +104,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(demo_world, tmp_path):
     torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
     args = _voc(demo_world, tmp_path / "run", tmp_path / "tv.pth", "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "6",
                 "TEST.PRECISE_BN.ENABLED", "False")
-    kill_when(args, tmp_path / "run/model_0000005.pth")
+    kill_when(args, tmp_path / "run/last_checkpoint")  # tagged once model_0000005.pth is complete
     assert not (tmp_path / "run/metrics.json").exists()
     r = run_tool(*args)
     assert r.returncode == 0, r.stderr[-3000:]

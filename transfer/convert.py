@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from pretrain.checkpoint import save_atomic
 
 from .weights import DEPTHS, Extraction
 
@@ -89,4 +90,4 @@ def write_torchvision_pth(ex: Extraction, path: str | Path, prefix: str = "") ->
     mmseg's init_cfg) under "state_dict", with the source layout and depth as plain metadata."""
     sd = {prefix + k: v for k, v in ex.state_dict.items()}
     doc = {"state_dict": sd, "meta": {"source_layout": ex.layout, "depth": ex.depth, "arch": f"resnet{ex.depth}"}}
-    _atomic_write(Path(path), lambda f: torch.save(doc, f))
+    save_atomic(doc, path)

@@ -12,11 +12,12 @@ import io
 import os
 import pickle
 import re
-import tempfile
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from pretrain.checkpoint import save_atomic
 
 BACKBONE_TENSOR = re.compile(r"(^|\.)(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))(\.norm)?\.(weight|bias|running_mean|running_var)$")
 SAFE_GLOBALS = {
@@ -73,15 +74,7 @@ class SafeCheckpointer(DetectionCheckpointer):
             return
         data = {"model": self.model.state_dict(), **{k: obj.state_dict() for k, obj in self.checkpointables.items()}, **kwargs}
         basename = f"{name}.pth"
-        fd, tmp = tempfile.mkstemp(prefix=f".{basename}.", dir=self.save_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(data, f)
-            os.replace(tmp, os.path.join(self.save_dir, basename))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        save_atomic(data, os.path.join(self.save_dir, basename))
         self.logger.info(f"Saved checkpoint {os.path.join(self.save_dir, basename)}")
         self.tag_last_checkpoint(basename)
 
