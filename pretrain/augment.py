@@ -2,7 +2,7 @@
 
 Every view is made by `AugPipeline.sample` (draw parameters) + `AugPipeline.apply` (deterministic
 given the parameters). The parameters of one view form a fixed-length float vector, laid out as
-`PARAM_SLICES` says (`PARAM_DIM` = 20):
+`PARAM_SLICES` says (`PARAM_DIM` = 22):
 
     crop     [0:6]   applied, top/H, left/W, height/H, width/W, area fraction
     flip     [6:7]   applied
@@ -10,6 +10,11 @@ given the parameters). The parameters of one view form a fixed-length float vect
     gray     [16:17] applied
     blur     [17:19] applied, sigma
     solarize [19:20] applied
+    rotate   [20:22] applied, quarter turns k (counter-clockwise rotation by k·90°, k in 0..3)
+
+Order of application (the authors' `augmentations/simsiam_aug.py`): crop (resize), flip, rotate,
+colour jitter, blur, grayscale, solarize, normalisation. Blur before grayscale is the authors'
+order (the original SimSiam applies grayscale first; the two differ only by uint8 rounding).
 
 A type that is switched off or not drawn records "not applied" with identity values
 (jitter: factors (1, 1, 1, 0), as the authors embed them).
@@ -21,12 +26,12 @@ from dataclasses import dataclass, field, replace
 import torch
 from torchvision.transforms.v2 import functional as F
 
-AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize")
+AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")
 PARAM_SLICES = {
     "crop": slice(0, 6), "flip": slice(6, 7), "jitter": slice(7, 16),
-    "gray": slice(16, 17), "blur": slice(17, 19), "solarize": slice(19, 20),
+    "gray": slice(16, 17), "blur": slice(17, 19), "solarize": slice(19, 20), "rotate": slice(20, 22),
 }
-PARAM_DIM = 20
+PARAM_DIM = 22
 JITTER_FACTORS = slice(8, 12)  # the four colour-jitter factors inside the vector
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,6 +65,7 @@ class AugPipeline:
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    rotate_p: float = 0.5
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     kernel: int = field(init=False)
@@ -68,7 +74,7 @@ class AugPipeline:
         bad = set(self.types) - set(AUG_TYPES)
         if bad:
             raise ValueError(f"unknown augmentation types {sorted(bad)}; known: {AUG_TYPES}")
-        object.__setattr__(self, "kernel", 2 * round(0.05 * self.size) + 1)  # 23 at 224 px, as BYOL
+        object.__setattr__(self, "kernel", self.size // 20 * 2 + 1)  # the authors' kernel: 23 at 224 px
 
     def with_types(self, types) -> AugPipeline:
         return replace(self, types=tuple(types))
@@ -96,6 +102,8 @@ class AugPipeline:
             v[17], v[18] = 1.0, _uniform(g, *self.blur_sigma)
         if "solarize" in on:
             v[19] = float(_bernoulli(g, self.solarize_p))
+        if "rotate" in on and _bernoulli(g, self.rotate_p):
+            v[20], v[21] = 1.0, float(torch.randint(0, 4, (), generator=g))
         return v
 
     def _crop_box(self, height: int, width: int, g: torch.Generator) -> tuple[int, int, int, int]:
@@ -132,14 +140,16 @@ class AugPipeline:
             img = F.resize(img, [self.size, self.size], antialias=True)
         if p[6]:
             img = F.horizontal_flip(img)
+        if p[20]:
+            img = torch.rot90(img, int(p[21]), dims=(-2, -1))
         if p[7]:
             ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
             for k in p[12:16]:
                 img = ops[int(k)](img, p[8 + int(k)])
-        if p[16]:
-            img = F.rgb_to_grayscale(img, num_output_channels=3)
         if p[17]:
             img = F.gaussian_blur(img, [self.kernel, self.kernel], [p[18], p[18]])
+        if p[16]:
+            img = F.rgb_to_grayscale(img, num_output_channels=3)
         if p[19]:
             img = F.solarize(img, 128)
         img = F.to_dtype(img, torch.float32, scale=True)

@@ -5,7 +5,8 @@ from .augment import AugPipeline
 from .methods import METHODS, HierSiamese
 from .views import MultiViewTransform, PairSpec
 
-_PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p")
+_PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p",
+              "rotate_p")
 
 
 def active_pairs(cfg: dict) -> tuple[list[dict], list[float]]:
@@ -16,22 +17,33 @@ def active_pairs(cfg: dict) -> tuple[list[dict], list[float]]:
     return [dict(h["pairs"][-1], stage=4)], [1.0]
 
 
-def _pipeline(aug: dict, view: int, types: list[str], strength: float) -> AugPipeline:
+def weakened(kw: dict, levels: int, steps: dict) -> dict:
+    """"Hierarchical strength": `levels` steps weaker (supplementary, Sec. D): flip/grayscale/blur
+    probabilities − levels·prob_step, each jitter strength − levels·jitter_step, the crop's minimum
+    scale + levels·crop_step (all clipped to their valid ranges)."""
+    dp, dj, dc = (levels * steps[k] for k in ("prob_step", "jitter_step", "crop_step"))
+    lo, hi = kw["crop_scale"]
+    return dict(kw, flip_p=max(0.0, kw["flip_p"] - dp), gray_p=max(0.0, kw["gray_p"] - dp),
+                blur_p=max(0.0, kw["blur_p"] - dp), jitter=[max(0.0, j - dj) for j in kw["jitter"]],
+                crop_scale=[min(hi, lo + dc), hi])
+
+
+def _pipeline(aug: dict, view: int, types: list[str], levels: int, steps: dict) -> AugPipeline:
     kw = {k: aug[k] for k in _PIPE_KEYS}
     kw.update(aug["views"][view])
-    if strength != 1.0:  # "hierarchical strength": weaker augmentations at shallower stages
-        lo = 1 - strength * (1 - kw["crop_scale"][0])
-        kw.update(crop_scale=(lo, 1.0), jitter=[j * strength for j in kw["jitter"]],
-                  gray_p=kw["gray_p"] * strength, blur_p=kw["blur_p"] * strength)
+    if levels:
+        kw = weakened(kw, levels, steps)
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
     return AugPipeline(types=tuple(types), **kw)
 
 
 def build_transform(cfg: dict) -> MultiViewTransform:
     pairs, _ = active_pairs(cfg)
+    strength = cfg["hier"]["strength"]
     specs = []
     for p in pairs:
-        views = tuple(_pipeline(cfg["augment"], v, p["types"], p.get("strength", 1.0)) for v in (0, 1))
+        levels = 4 - p["stage"] if strength["enabled"] else 0
+        views = tuple(_pipeline(cfg["augment"], v, p["types"], levels, strength) for v in (0, 1))
         specs.append(PairSpec(p["stage"], views))
     return MultiViewTransform(specs)
 

@@ -23,7 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "method": {
         "name": "simsiam",          # simsiam | byol | barlowtwins | mocov2
         "arch": "resnet50",
-        "proj": {"hidden": 2048, "out": 2048, "num_layers": 3, "last_bn": True, "last_bn_affine": False},
+        # the authors' projector: Linear-BN-ReLU x2, Linear (no bias) + affine BN
+        "proj": {"hidden": 2048, "out": 2048, "num_layers": 3, "last_bn": True, "last_bn_affine": True, "hidden_bn": True},
         "pred_hidden": 512,         # SimSiam/BYOL predictor: out -> pred_hidden -> out
         "momentum": 0.99,           # BYOL target EMA / MoCo key encoder (MoCo v2: 0.999)
         "queue_size": 65536,        # MoCo
@@ -31,14 +32,21 @@ DEFAULTS: dict[str, Any] = {
         "symmetric": False,         # MoCo: add the swapped query/key term
         "lambd": 3.9e-3,            # Barlow Twins off-diagonal weight
         "loss_scale": 0.03125,      # Barlow Twins loss scale (1/32)
-        "batching": "auto",         # view | pair | shared | auto (view on CPU, shared on GPU; see benchmarks/perf)
+        "batching": "auto",         # view | pair | shared | auto (all exact: per-view BN statistics; auto picks by
+                                    # the speed measured in benchmarks/perf: view on CPU, shared on GPU)
     },
     "hier": {                       # "where to contrast"
         "enabled": True,            # False: only the last pair, at stage 4 (the plain baseline)
         "pairs": ADD_ONE_PAIRS,
         "weights": [1.0, 1.0, 1.0, 1.0],
-        "head_reduce": [64, 128, 256],
+        "head_reduce": [64, 128, 256],  # stage-1..3 heads reduce to these, then double per stage (-> 512)
         "attention": True,
+        "strength": {               # "hierarchical strength" comparison: per level below stage 4, every pair's
+            "enabled": False,       # augmentations get weaker by these steps (supplementary, Sec. D)
+            "prob_step": 0.05,      # flip, grayscale and blur probabilities
+            "jitter_step": 0.02,    # each of the four jitter strengths
+            "crop_step": 0.1,       # the crop's minimum scale (added)
+        },
     },
     "expand": {                     # "what to contrast"
         "enabled": True,
@@ -49,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "augment": {
         "size": 224, "crop_scale": [0.2, 1.0], "flip_p": 0.5, "jitter_p": 0.8, "jitter": [0.4, 0.4, 0.4, 0.1],
         "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0], "solarize_p": 0.0,
-        "views": [{}, {}],          # per-view overrides of the keys above (BYOL's asymmetric blur/solarize)
+        "rotate_p": 0.5,            # used only by pairs whose types include "rotate" (off in the authors' setting)
+        "views": [{}, {}],          # per-view overrides of the keys above (BYOL's published asymmetric blur/solarize)
     },
     "data": {
         "train": "data/imagenet/train",  # an ImageFolder root
@@ -65,7 +74,8 @@ DEFAULTS: dict[str, Any] = {
         "epochs": 200,
         "warmup_epochs": 0,
         "min_lr": 0.0,
-        "fix_pred_lr": True,        # SimSiam/BYOL: the predictor's lr is not decayed
+        "fix_pred_lr": True,        # SimSiam (the authors): the predictor's lr is not decayed
+        "schedule_unit": "epoch",   # cosine evaluated per epoch (the authors' and SimSiam's code) or per step
         "lars_eta": 0.001,
     },
     "train": {
@@ -174,13 +184,24 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"method.arch {m['arch']!r} is not one of {ARCHS}")
     if m["batching"] not in ("auto", "view", "pair", "shared"):
         raise ConfigError(f"method.batching must be auto, view, pair or shared, got {m['batching']!r}")
+    from .augment import AUG_TYPES
+
     for p in h["pairs"]:
         if p.get("stage") not in (1, 2, 3, 4):
             raise ConfigError(f"hier.pairs: stage must be 1..4 (layer1..layer4), got {p}")
+        extra = set(p) - {"stage", "types"}
+        if extra:
+            raise ConfigError(f"hier.pairs: unknown keys {sorted(extra)} in {p}; a pair has 'stage' and 'types' "
+                              "(weaker augmentations per stage: hier.strength.enabled=true)")
+        bad = set(p.get("types", [])) - set(AUG_TYPES)
+        if bad:
+            raise ConfigError(f"hier.pairs: unknown augmentation types {sorted(bad)} in {p}; known: {list(AUG_TYPES)}")
     if h["enabled"] and len(h["weights"]) != len(h["pairs"]):
         raise ConfigError(f"hier.weights has {len(h['weights'])} entries for {len(h['pairs'])} pairs")
     if len(cfg["augment"]["views"]) != 2:
         raise ConfigError("augment.views must hold two dicts (overrides for view 1 and view 2)")
+    if cfg["optim"]["schedule_unit"] not in ("epoch", "step"):
+        raise ConfigError(f"optim.schedule_unit must be epoch or step, got {cfg['optim']['schedule_unit']!r}")
     if cfg["optim"]["name"] not in ("sgd", "lars"):
         raise ConfigError(f"optim.name must be sgd or lars, got {cfg['optim']['name']!r}")
 

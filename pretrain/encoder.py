@@ -13,6 +13,7 @@ from torch import nn
 from .augment import PARAM_SLICES
 from .backbones import StagedResNet
 from .heads import AugEmbedding, StageHead, mlp
+from .viewbn import make_per_view, per_view_stats
 
 
 def param_index(names: list[str]) -> list[int]:
@@ -48,12 +49,13 @@ class Encoder(nn.Module):
         width = self.backbone.num_features
         self.stages = sorted(set(stages))
         self.heads = nn.ModuleDict({
-            str(s): StageHead(self.backbone.channels[s - 1], head_reduce[s - 1], 4 - s, width, attention)
+            str(s): StageHead(self.backbone.channels[s - 1], head_reduce[s - 1], s, width, attention)
             for s in self.stages if s < 4})
         index = param_index(list(expand_params))
         self.embeds = nn.ModuleDict({str(s): AugEmbedding(index, expand_dim) for s in expand_stages if s in self.stages})
         self.projectors = nn.ModuleDict({
             str(s): mlp(width + (expand_dim if str(s) in self.embeds else 0), **proj) for s in self.stages})
+        make_per_view(self)
 
     def head(self, fmap: torch.Tensor, s: int, params: torch.Tensor) -> torch.Tensor:
         """Stage-s feature map (B, C, h, w) + params (B, PARAM_DIM) -> projection (B, D)."""
@@ -66,30 +68,34 @@ class Encoder(nn.Module):
                 batching: str = "view") -> list[torch.Tensor]:
         """Projections (B, D) of every view; view k stops at stages[k].
 
-        batching: "view" runs each view alone (the authors' code; BN statistics per view),
-        "pair" runs consecutive views of the same stage as one batch, "shared" pushes all views
-        through the shared early stages together and lets each leave at its stage."""
+        batching: "view" runs each view alone (the authors' code), "pair" runs the two views of a
+        pair as one batch, "shared" pushes all views through the shared early stages together and
+        lets each leave at its stage. In every mode each BatchNorm layer uses per-view statistics
+        (`viewbn`), so the three give the same loss, gradients and running statistics."""
         if batching == "view":
             return [self.head(self.backbone(x, s), s, p) for x, p, s in zip(views, params, stages)]
         if batching == "pair":
             out: list[torch.Tensor] = []
             for k in range(0, len(views), 2):
                 s, n = stages[k], views[k].shape[0]
-                z = self.head(self.backbone(torch.cat(views[k:k + 2]), s), s, torch.cat(params[k:k + 2]))
+                with per_view_stats((k, k + 1)):
+                    z = self.head(self.backbone(torch.cat(views[k:k + 2]), s), s, torch.cat(params[k:k + 2]))
                 out += list(z.split(n))
             return out
         if batching == "shared":
             n = views[0].shape[0]
-            order = sorted(range(len(views)), key=lambda k: -stages[k])  # deepest first; leavers at the tail
-            x = self.backbone.stem(torch.cat([views[k] for k in order]))
+            alive = sorted(range(len(views)), key=lambda k: -stages[k])  # deepest first; leavers at the tail
+            with per_view_stats(alive):
+                x = self.backbone.stem(torch.cat([views[k] for k in alive]))
             out_by_view: dict[int, torch.Tensor] = {}
-            alive = order
             for s in range(1, 5):
-                x = self.backbone.layer(s)(x)
+                with per_view_stats(alive):
+                    x = self.backbone.layer(s)(x)
                 leaving = [k for k in alive if stages[k] == s]
                 if leaving:
                     m = len(alive) - len(leaving)
-                    z = self.head(x[m * n:], s, torch.cat([params[k] for k in leaving]))
+                    with per_view_stats(leaving):
+                        z = self.head(x[m * n:], s, torch.cat([params[k] for k in leaving]))
                     for j, k in enumerate(leaving):
                         out_by_view[k] = z[j * n:(j + 1) * n]
                     x, alive = x[: m * n], alive[:m]

@@ -24,6 +24,7 @@ from .data import ResumableSampler, collate_views
 from .dist import DistInfo, convert_sync_batchnorm
 from .optim import build_optimizer, lr_at, scaled_lr, set_lr
 from .views import MultiViewDataset
+from .viewbn import make_per_view
 
 log = logging.getLogger("pretrain")
 
@@ -69,7 +70,7 @@ class Pretrainer:
         torch.manual_seed(t["seed"])
         model = build_model(cfg, self.device.type).to(self.device)
         if info.enabled and t["sync_bn"]:
-            model = convert_sync_batchnorm(model, self.device)
+            model = make_per_view(convert_sync_batchnorm(model, self.device))
         self.model = model
         self.ddp = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                            broadcast_buffers=False) if info.enabled else None
@@ -136,9 +137,16 @@ class Pretrainer:
                           collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if w else None)
 
+    def schedule_step(self) -> int:
+        """The step the lr schedule is evaluated at: every step, or (`optim.schedule_unit: epoch`, the
+        authors' code) the first step of the current epoch once warm-up is over."""
+        if self.cfg["optim"]["schedule_unit"] == "step" or self.global_step < self.warmup_steps:
+            return self.global_step
+        return max(self.warmup_steps, self.global_step - self.global_step % self.steps_per_epoch)
+
     def step(self, views, params) -> tuple[float, dict]:
         o = self.cfg["optim"]
-        lr = lr_at(self.global_step, self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
+        lr = lr_at(self.schedule_step(), self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
         set_lr(self.optimizer, lr, self.base_lr, o["fix_pred_lr"])
         views = [v.to(self.device, non_blocking=True) for v in views]
         params = [p.to(self.device, non_blocking=True) for p in params]
