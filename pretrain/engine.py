@@ -23,8 +23,8 @@ from .checkpoint import FORMAT, load_safe, rng_state, save_atomic, set_rng_state
 from .data import ResumableSampler, collate_views
 from .dist import DistInfo, convert_sync_batchnorm
 from .optim import build_optimizer, lr_at, scaled_lr, set_lr
-from .views import MultiViewDataset
 from .viewbn import make_per_view
+from .views import MultiViewDataset
 
 log = logging.getLogger("pretrain")
 

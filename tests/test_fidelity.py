@@ -268,6 +268,6 @@ def test_batching_modes_equal_in_train_mode(name):
         torch.testing.assert_close(loss, loss0, rtol=1e-9, atol=1e-10)
         assert grads.keys() == grads0.keys()
         for n in grads0:
-            torch.testing.assert_close(grads[n], grads0[n], rtol=1e-6, atol=1e-9, msg=lambda m, n=n: f"{mode} {n}: {m}")
+            torch.testing.assert_close(grads[n], grads0[n], rtol=1e-6, atol=1e-9, msg=lambda m, n=n, mode=mode: f"{mode} {n}: {m}")
         for n in bufs0:
-            torch.testing.assert_close(bufs[n], bufs0[n], rtol=1e-9, atol=1e-10, msg=lambda m, n=n: f"{mode} {n}: {m}")
+            torch.testing.assert_close(bufs[n], bufs0[n], rtol=1e-9, atol=1e-10, msg=lambda m, n=n, mode=mode: f"{mode} {n}: {m}")
