@@ -22,7 +22,14 @@ COLUMNS = {  # task -> (column, how to read it from metrics.json)
     "linear_cls": [("top1", lambda m: m["top1"])],
     "knn": [("top1", lambda m: m["top1"])],
 }
-FLAG = {"non-standard": "†", "demo": "‡"}
+FLAG = {"non-standard": "†", "demo": "‡", "paper": "§"}
+
+
+def _ref_cell(ref: dict, key: tuple[str, str]) -> str:
+    """A published value, marked * when it was measured with another protocol than the column's."""
+    if key not in ref["values"]:
+        return "–"
+    return f"{ref['values'][key]:.1f}" + ("\\*" if key in ref.get("notes", {}) else "")
 
 
 def _cells(suite: Suite) -> dict:
@@ -127,7 +134,8 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
 def _latex(suite: Suite, rows: list[dict]) -> str:
     cols = _columns(suite)
     by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
-    latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$"}
+    latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$", "§": r"\S{}",
+             "*": r"$^*$", "\\": ""}
     esc = lambda s: "".join(latex.get(ch, ch) for ch in str(s))
     groups = " & ".join(rf"\multicolumn{{{len(COLUMNS[t])}}}{{c}}{{{esc(TITLES[t])}}}" for t in suite.tasks)
     lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
@@ -139,7 +147,7 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
         lines.append(r"\midrule")
         for ref in refs:
             lines.append(esc(f"{ref['name']} (published)") + " & "
-                         + " & ".join(f"{ref['values'][k]:.1f}" if k in ref["values"] else "–" for k in cols) + r" \\")
+                         + " & ".join(esc(_ref_cell(ref, k)) for k in cols) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -162,7 +170,8 @@ def write_report(suite: Suite) -> Path:
                         "+".join(r["protocols"]), "" if r.get("delta") is None else f"{r['delta']:.4f}", "this suite"])
         for ref in _references(suite, rows):
             for (task, metric), v in ref["values"].items():
-                w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "", ref["protocol"], "", ref["source"]])
+                w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "",
+                            ref.get("notes", {}).get((task, metric), ref["protocol"]), "", ref["source"]])
     (out / "results.tex").write_text(_latex(suite, rows))
     figures = _figures(suite, rows, out / "figures")
 
@@ -181,6 +190,9 @@ def write_report(suite: Suite) -> Path:
     if "non-standard" in used:
         md.append("† non-standard protocol (fewer GPUs, another batch or schedule; each cell's metrics.json lists the changes): "
                   "not comparable with published numbers.")
+    if "paper" in used:
+        md.append("§ the paper's protocol (Zhang & Ma, CVPR 2022), not the community standard: compare only with rows "
+                  "of the same protocol.")
     if "demo" in used:
         md.append("‡ demo protocol (small backbone, synthetic data, short schedule): shows the pipeline works, "
                   "not comparable with published numbers.")
@@ -191,7 +203,9 @@ def write_report(suite: Suite) -> Path:
                "|---|---|---|" + "---|" * len(cols)]
         for ref in refs:
             md.append(f"| {ref['name']} | {ref['source']} | {ref['protocol']} | "
-                      + " | ".join(f"{ref['values'][k]:.1f}" if k in ref["values"] else "–" for k in cols) + " |")
+                      + " | ".join(_ref_cell(ref, k) for k in cols) + " |")
+        notes = {n for ref in refs for k, n in ref.get("notes", {}).items() if k in cols}
+        md += [""] + [f"\\* {n}" for n in sorted(notes)]
     if figures:
         md += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
     failed = [(k, f) for k, e in cells.items() for f in e["failed"]]

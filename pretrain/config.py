@@ -64,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
         "train": "data/imagenet/train",  # an ImageFolder root
         "class_list": None,         # file with one class folder name per line (ImageNet-100 subsets)
         "workers": 8,               # per process
+        "max_bad_fraction": 0.001,  # unreadable images are skipped (replaced, logged); more than this fraction
+                                    # of the dataset stops the run (a wrong path or a broken mount fails fast)
     },
     "optim": {
         "name": "sgd",              # sgd | lars

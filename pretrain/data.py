@@ -36,6 +36,8 @@ class ResumableSampler(Sampler):
 
 
 def collate_views(batch):
-    """[(views, params, label)] -> (views: list of (B, 3, S, S), params: list of (B, P), labels (B,))."""
-    views, params, labels = zip(*batch)
-    return ([torch.stack(v) for v in zip(*views)], [torch.stack(p) for p in zip(*params)], torch.tensor(labels))
+    """[(views, params, label, skipped)] -> (views: list of (B, 3, S, S), params: list of (B, P), labels (B,),
+    skipped: the unreadable image paths replaced in this batch)."""
+    views, params, labels, skipped = zip(*batch)
+    return ([torch.stack(v) for v in zip(*views)], [torch.stack(p) for p in zip(*params)], torch.tensor(labels),
+            [path for paths in skipped for path in paths])

@@ -22,7 +22,7 @@ from .build import build_model, build_transform
 from .checkpoint import FORMAT, load_safe, rng_state, save_atomic, set_rng_state
 from .data import ResumableSampler, collate_views
 from .dist import DistInfo, convert_sync_batchnorm
-from .optim import build_optimizer, lr_at, scaled_lr, set_lr
+from .optim import build_optimizer, lr_at, scaled_lr, schedule_step, set_lr
 from .viewbn import make_per_view
 from .views import MultiViewDataset
 
@@ -90,6 +90,8 @@ class Pretrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.global_step = 0
         self.history: list[dict] = []
+        self.bad_images: dict[str, int] = {}  # unreadable image -> the step it was first met (kept in checkpoints)
+        self.bad_budget = cfg["data"]["max_bad_fraction"] * len(self.dataset) / info.world_size
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -98,6 +100,7 @@ class Pretrainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "global_step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size, "rng": rng_state(),
+            "bad_images": self.bad_images,
         }
 
     def save(self) -> None:
@@ -124,6 +127,7 @@ class Pretrainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scaler.load_state_dict(ck["scaler"])
         self.global_step = ck["global_step"]
+        self.bad_images = dict(ck.get("bad_images", {}))
         if ck["world_size"] == self.info.world_size:
             set_rng_state(ck["rng"])
         log.info("resumed from %s at step %d (epoch %d)", path, self.global_step, ck["epoch"])
@@ -137,16 +141,27 @@ class Pretrainer:
                           collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if w else None)
 
-    def schedule_step(self) -> int:
-        """The step the lr schedule is evaluated at: every step, or (`optim.schedule_unit: epoch`, the
-        authors' code) the first step of the current epoch once warm-up is over."""
-        if self.cfg["optim"]["schedule_unit"] == "step" or self.global_step < self.warmup_steps:
-            return self.global_step
-        return max(self.warmup_steps, self.global_step - self.global_step % self.steps_per_epoch)
+    def note_unreadable(self, paths: list[str], jsonl) -> None:
+        """Count the images the loader replaced; name each once; stop when over `data.max_bad_fraction`."""
+        for path in paths:
+            if path in self.bad_images:
+                continue
+            self.bad_images[path] = self.global_step
+            log.warning("unreadable image skipped (replaced by another sample): %s", path)
+            if jsonl:
+                jsonl.write(json.dumps({"event": "unreadable_image", "path": path, "step": self.global_step}) + "\n")
+                jsonl.flush()
+        if len(self.bad_images) > self.bad_budget:
+            raise RuntimeError(
+                f"{len(self.bad_images)} unreadable images (e.g. {next(iter(self.bad_images))}) exceed data.max_bad_fraction="
+                f"{self.cfg['data']['max_bad_fraction']} of {len(self.dataset)} images in {self.cfg['data']['train']}. "
+                "Check the path and the mount; list every bad file with `tools/check_data.py "
+                f"{self.cfg['data']['train']}`; remove or replace them, or raise data.max_bad_fraction. Rerun to resume.")
 
     def step(self, views, params) -> tuple[float, dict]:
         o = self.cfg["optim"]
-        lr = lr_at(self.schedule_step(), self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
+        at = schedule_step(self.global_step, self.steps_per_epoch, self.warmup_steps, o["schedule_unit"])
+        lr = lr_at(at, self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
         set_lr(self.optimizer, lr, self.base_lr, o["fix_pred_lr"])
         views = [v.to(self.device, non_blocking=True) for v in views]
         params = [p.to(self.device, non_blocking=True) for p in params]
@@ -184,7 +199,8 @@ class Pretrainer:
         try:
             while self.global_step < end:
                 epoch, start_batch = divmod(self.global_step, self.steps_per_epoch)
-                for views, params, _ in self.loader(epoch, start_batch):
+                for views, params, _, unreadable in self.loader(epoch, start_batch):
+                    self.note_unreadable(unreadable, jsonl)
                     loss, logs = self.step(views, params)
                     rec = {"step": self.global_step, "epoch": epoch, "loss": loss, **logs}
                     self.history.append(rec)
@@ -197,6 +213,9 @@ class Pretrainer:
                             if k not in ("step", "epoch"):
                                 writer.add_scalar(k if "/" in k else f"train/{k}", v, self.global_step)
                     epoch_end = self.global_step % self.steps_per_epoch == 0
+                    if epoch_end and self.bad_images:
+                        log.info("epoch %d: %d unreadable images skipped so far (%s)", epoch, len(self.bad_images),
+                                 ", ".join(list(self.bad_images)[:3]) + (", ..." if len(self.bad_images) > 3 else ""))
                     if epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
                             or self.global_step == end:
                         self.save()
@@ -218,6 +237,7 @@ class Pretrainer:
             "hier": self.cfg["hier"]["enabled"], "expand": self.cfg["expand"]["enabled"],
             "steps": self.global_step, "total_steps": self.total_steps, "steps_this_run": self.global_step - start_step,
             "seconds": round(seconds, 2), "checkpoint": str(self.out / "last.pth"),
+            "unreadable_images": sorted(self.bad_images),
             "loss_first": sum(r["loss"] for r in h[:n]) / n if h else None,
             "loss_last": sum(r["loss"] for r in h[-n:]) / n if h else None,
             "stage_loss_first": {k: sum(r[k] for r in h[:n]) / n for k in stage_keys},

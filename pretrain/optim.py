@@ -74,6 +74,14 @@ def lr_at(step: int, total: int, warmup: int, base: float, final: float = 0.0) -
     return final + 0.5 * (base - final) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def schedule_step(step: int, steps_per_epoch: int, warmup: int, unit: str) -> int:
+    """The step `lr_at` is evaluated at: `step` itself (unit "step"), or (unit "epoch", the authors' and
+    SimSiam's code) the first step of the current epoch once warm-up is over."""
+    if unit == "step" or step < warmup:
+        return step
+    return max(warmup, step - step % steps_per_epoch)
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float, base: float, fix_pred_lr: bool) -> None:
     for g in opt.param_groups:
         g["lr"] = base if (fix_pred_lr and g.get("name") == "pred") else lr

@@ -51,8 +51,12 @@ class MultiViewDataset(Dataset):
     """ImageFolder images turned into several pairs of views, deterministically per (seed, epoch, index).
 
     Indexed by (index, epoch) tuples (see `pretrain.data.ResumableSampler`). Items:
-    (views list of (3, S, S), params list of (PARAM_DIM,), label).
+    (views list of (3, S, S), params list of (PARAM_DIM,), label, skipped paths).
+    An unreadable image is replaced by another one drawn from the sample's own generator, so the
+    replacement (and a resumed run) is deterministic; its path is returned for the trainer to count.
     """
+
+    max_attempts = 10
 
     def __init__(self, root: str, transform: MultiViewTransform, seed: int = 0, classes: list[str] | None = None):
         self.folder = ImageFolder(root, loader=lambda p: p, allow_empty=False)
@@ -70,11 +74,18 @@ class MultiViewDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, epoch = key
-        path, label = self.folder.samples[index]
-        try:
-            img = decode_image(read_file(path), mode=ImageReadMode.RGB)
-        except RuntimeError as e:
-            raise RuntimeError(f"cannot decode image {path}: {e}; remove or replace the file") from e
         g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        skipped: list[str] = []
+        for _ in range(self.max_attempts):
+            path, label = self.folder.samples[index]
+            try:
+                img = decode_image(read_file(path), mode=ImageReadMode.RGB)
+                break
+            except (RuntimeError, OSError, ValueError):
+                skipped.append(path)
+                index = int(torch.randint(len(self), (), generator=g))
+        else:
+            raise RuntimeError(f"{self.max_attempts} unreadable images in a row ({', '.join(skipped[:3])}, ...): is "
+                               f"{self.folder.root} the right folder? `tools/check_data.py {self.folder.root}` lists every bad file")
         views, params = self.transform(img, g)
-        return views, params, label
+        return views, params, label, skipped

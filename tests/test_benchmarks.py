@@ -93,3 +93,24 @@ def test_suite_runs_isolates_failures_and_restarts_without_redoing_cells(demo_wo
     assert "| pretrained | SimSiam-hier | 6 | demo |" in report and " ± " in report and "FAILED corrupt / knn / seed 0" in report
     rows = {(r["checkpoint"], r["task"]): r for r in aggregate(load_suite(path)) if r["metric"] == "top1"}
     assert rows[("pretrained", "knn")]["n"] == 2 and rows[("pretrained", "knn")]["delta"] > 0
+
+
+def test_paper_protocol_rows_and_reference_protocols_are_marked(tmp_path):
+    """Published cells measured with another protocol than the column's carry a mark and their note;
+    rows run with the paper's protocol get §."""
+    path = _suite(tmp_path, [{"name": "ours", "path": "random", "data": "IN-1k"}], {"linear_cls": []}, seeds=(0,))
+    suite = load_suite(path)
+    d = suite.cell_dir(suite.checkpoints[0], "linear_cls", 0)
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"protocol": "paper", "top1": 61.25, "dataset": "ImageNet-1K"}))
+    report = write_report(suite).read_text()
+    assert "61.25§" in report and "§ the paper's protocol" in report
+    assert "76.1\\*" in report and "\\* supervised end-to-end training (torchvision R50), not a linear probe" in report
+    assert "70.0\\*" in report and "67.5 |" in report  # SimSiam's LARS probe marked; MoCo v2's own protocol not
+    import csv
+
+    with open(suite.output / "results.csv", newline="") as f:
+        published = {(r["checkpoint"], r["metric"]): r for r in csv.DictReader(f) if r["row"] == "published"}
+    assert published[("supervised IN-1k", "top1")]["protocol"].startswith("supervised end-to-end training")
+    assert published[("MoCo v2 200e", "top1")]["protocol"] == "standard, R50"
+    assert "76.1$^*$" in (suite.output / "results.tex").read_text()

@@ -38,6 +38,10 @@ def test_linear_probe_keeps_the_backbone_frozen_and_learns(demo_world, demo_pret
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["backbone_unchanged"] is True and m["preset"] == "demo"
     assert m["protocol"] == "demo" and m["top1"] > 100 / 4 + 10, m["top1"]  # well above chance (4 classes)
+    # demo preset: lr 1.0 for a batch of 64 -> 1.0 x 64/256; milestones at 60%/80% of 8 epochs; every val image
+    assert m["lr"] == pytest.approx(0.25) and m["milestones"] == [4, 6] and m["final_epoch"] == 8
+    assert m["val_images"] == sum(1 for f in (demo_world / "imagefolder/val").rglob("*.jpg"))
+    assert 1 <= m["best"]["epoch"] <= 8 and m["best"]["top1"] >= m["top1"]
 
 
 def test_sanity_check_catches_a_changed_backbone():
@@ -53,9 +57,15 @@ def test_sanity_check_catches_a_changed_backbone():
 
 
 def test_presets_follow_the_protocols():
-    assert PRESETS["moco"] == dict(lr=30.0, epochs=100, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0)
+    from transfer.classification.datasets import REGISTRY
+
+    moco = {k: v for k, v in PRESETS["moco"].items() if k != "name"}
+    assert moco == dict(lr=30.0, epochs=100, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0,
+                        label="standard")
     assert PRESETS["paper_in1k"]["epochs"] == 90 and PRESETS["paper_200e"]["epochs"] == 200
     assert PRESETS["paper_cars_adam"]["optimizer"] == "adam" and PRESETS["paper_cars_adam"]["lr"] == 0.03
+    assert {PRESETS[k]["label"] for k in ("paper_in1k", "paper_200e", "paper_cars_adam")} == {"paper"}
+    assert REGISTRY["imagenet"].preset == "moco" and REGISTRY["cub200"].preset == "paper_200e"
 
 
 def test_missing_dataset_folder_is_a_clear_error(tmp_path):

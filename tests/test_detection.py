@@ -45,19 +45,49 @@ def test_standard_voc_preset_is_moco_protocol():
     assert paper.SOLVER.BASE_LR == 0.003 and tuple(paper.SOLVER.STEPS) == (16800, 21600)
 
 
-def test_linear_scaling_and_single_process_are_flagged():
+# Hand-computed from pascal_voc_R_50_C4_24k_moco (16 images, lr 0.02, 24k iterations, steps 18k/22k, warm-up 100,
+# PreciseBN 200 iterations): (processes, --batch-size) -> (total, lr, iterations, steps, warm-up, PreciseBN, standard?)
+DET_CASES = {
+    (1, None): (16, 0.02, 24000, (18000, 22000), 100, 200, True),
+    (2, None): (16, 0.02, 24000, (18000, 22000), 100, 200, True),
+    (4, None): (16, 0.02, 24000, (18000, 22000), 100, 200, True),
+    (8, None): (16, 0.02, 24000, (18000, 22000), 100, 200, True),
+    (1, 8): (8, 0.01, 48000, (36000, 44000), 200, 400, False),
+    (2, 8): (8, 0.01, 48000, (36000, 44000), 200, 400, False),
+    (4, 32): (32, 0.04, 12000, (9000, 11000), 50, 100, False),
+    (8, 8): (8, 0.01, 48000, (36000, 44000), 200, 400, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DET_CASES, key=str), ids=str)
+def test_protocol_adaptation_keeps_or_scales_the_preset(case):
     from transfer.detectron2.protocol import adapt_to_run, load_preset, protocol_changes, protocol_label, resolve_config
 
+    world, batch = case
+    total, lr, iters, steps, warmup, precise, standard = DET_CASES[case]
     preset = load_preset(resolve_config("pascal_voc_R_50_C4_24k_moco"))
     cfg = preset.clone()
-    adapt_to_run(cfg, 1, 8)
-    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)) == (0.01, 48000, (36000, 44000))
-    changes = protocol_changes(preset, cfg)
-    assert "MODEL.RESNETS.NORM: naiveSyncBN -> BN" in changes and "SOLVER.IMS_PER_BATCH: 16 -> 8" in changes
-    assert protocol_label(cfg, changes) == "non-standard"
-    same = preset.clone()
-    adapt_to_run(same, 8, None)
-    assert protocol_changes(preset, same) == [] and protocol_label(same, []) == "standard"
+    changes, equivalent = adapt_to_run(cfg, preset, world, batch)
+    s = cfg.SOLVER
+    assert s.BASE_LR == pytest.approx(lr)
+    assert (s.IMS_PER_BATCH, s.MAX_ITER, tuple(s.STEPS), s.WARMUP_ITERS, cfg.TEST.PRECISE_BN.NUM_ITER) == \
+        (total, iters, steps, warmup, precise)
+    changes += protocol_changes(preset, cfg, skip=changes + equivalent)
+    assert (protocol_label(cfg, changes) == "standard") == standard, changes
+    if world == 1:
+        norm = "MODEL.RESNETS.NORM: naiveSyncBN -> BN (one process)"
+        assert norm in (equivalent if standard else changes) and cfg.MODEL.RESNETS.NORM == "BN"
+
+
+def test_a_batch_override_goes_through_the_same_rule_as_batch_size():
+    from transfer.detectron2.protocol import adapt_to_run, load_preset, resolve_config
+
+    preset = load_preset(resolve_config("pascal_voc_R_50_C4_24k_moco"))
+    by_flag, by_override = preset.clone(), preset.clone()
+    adapt_to_run(by_flag, preset, 1, 8)
+    by_override.merge_from_list(["SOLVER.IMS_PER_BATCH", 8])
+    adapt_to_run(by_override, preset, 1, None)
+    assert by_flag == by_override
 
 
 def _voc(world, out, weights, *extra):
@@ -118,3 +148,41 @@ def test_bad_weights_fail_before_training(demo_world, tmp_path):
     r = run_tool(*_voc(demo_world, tmp_path / "run", tmp_path / "bad.pth"))
     assert r.returncode == 1 and "bad.pth" in r.stderr and "not a readable PyTorch checkpoint" in r.stderr
     assert not (tmp_path / "run/metrics.json").exists()
+
+
+@pytest.mark.parametrize("name,fmt", [("pascal_voc_R_50_C4_24k_moco", "torchvision"), ("pascal_voc_R_50_C4_24k", "caffe2"),
+                                      ("coco_R_50_FPN_1x_moco", "torchvision"), ("coco_R_50_C4_1x", "caffe2"),
+                                      ("demo_voc_R_18_FPN", "torchvision")])
+def test_presets_declare_their_input_format(name, fmt):
+    from transfer.detectron2.protocol import check_input_format, input_format, load_preset, resolve_config
+
+    cfg = load_preset(resolve_config(name))
+    assert input_format(cfg) == fmt
+    other = "caffe2" if fmt == "torchvision" else "torchvision"
+    with pytest.raises(ValueError, match="--allow-input-mismatch"):
+        check_input_format(cfg, other, name)
+    forced = check_input_format(cfg, other, name, force=True)
+    assert len(forced) == 1 and forced[0].startswith("input format mismatch (forced)")
+    assert check_input_format(cfg, fmt, name) == []
+
+
+def test_torchvision_weights_with_a_caffe2_preset_are_refused(tmp_path):
+    import torch
+    from torchvision import models
+
+    torch.save(models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    args = ["tools/run_transfer.py", "--task", "voc_det", "--weights", str(tmp_path / "r50.pth"), "--config",
+            "pascal_voc_R_50_C4_24k", "--output", str(tmp_path / "run")]
+    r = run_tool(*args)
+    assert r.returncode == 1 and "use --config pascal_voc_R_50_C4_24k_moco" in r.stderr, r.stderr[-2000:]
+    assert "torchvision-style" in r.stderr and not (tmp_path / "run/metrics.json").exists()
+
+
+@pytest.mark.parametrize("name,label", [("pascal_voc_R_50_C4_24k_moco", "standard"), ("pascal_voc_R_50_C4_24k_paper", "paper"),
+                                        ("coco_R_50_C4_1x_paper", "paper"), ("demo_voc_R_18_FPN", "demo")])
+def test_presets_are_labelled_by_what_they_are(name, label):
+    from transfer.detectron2.protocol import load_preset, protocol_label, resolve_config
+
+    cfg = load_preset(resolve_config(name))
+    assert protocol_label(cfg, []) == label
+    assert protocol_label(cfg, ["SOLVER.BASE_LR: 0.02 -> 0.01"]) == ("demo" if label == "demo" else "non-standard")

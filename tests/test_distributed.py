@@ -1,4 +1,5 @@
-"""DDP on 2 CPU processes (gloo, synchronised BN) gives the gradients of one process on the global batch."""
+"""DDP on 2 CPU processes (gloo, synchronised BN) gives the gradients of one process on the global batch,
+also when the views are batched (per-view statistics through the synchronised BN)."""
 import os
 import socket
 
@@ -11,6 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pretrain.build import build_model
 from pretrain.config import load_config
 from pretrain.dist import convert_sync_batchnorm
+from pretrain.viewbn import make_per_view
 
 from .test_method import SMALL, inputs
 
@@ -32,11 +34,12 @@ def _grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _worker(rank, world, port, name, out):
+def _worker(rank, world, port, name, mode, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model = convert_sync_batchnorm(build_model(_cfg(name)), torch.device("cpu")).double()
+    model = make_per_view(convert_sync_batchnorm(build_model(_cfg(name)), torch.device("cpu"))).double()  # as the engine
+    model.batching = mode
     ddp = DistributedDataParallel(model, broadcast_buffers=False)
     views, params = _inputs64()
     b = 8 // world
@@ -54,15 +57,16 @@ def _free_port():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["simsiam", "barlowtwins"])
-def test_ddp_gradients_match_single_process(tmp_path, name):
+@pytest.mark.parametrize("name,mode", [("simsiam", "view"), ("simsiam", "shared"), ("barlowtwins", "view"),
+                                       ("barlowtwins", "pair")])
+def test_ddp_gradients_match_single_process(tmp_path, name, mode):
     torch.manual_seed(0)
     model = build_model(_cfg(name)).double()
     loss, _ = model(*_inputs64())
     loss.backward()
     ref = _grads(model)
     out = tmp_path / "grads.pt"
-    mp.spawn(_worker, args=(2, _free_port(), name, str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), name, mode, str(out)), nprocs=2, join=True)
     got = torch.load(out, weights_only=True)
     assert set(got) == set(ref)
     for k in ref:

@@ -271,3 +271,14 @@ def test_batching_modes_equal_in_train_mode(name):
             torch.testing.assert_close(grads[n], grads0[n], rtol=1e-6, atol=1e-9, msg=lambda m, n=n, mode=mode: f"{mode} {n}: {m}")
         for n in bufs0:
             torch.testing.assert_close(bufs[n], bufs0[n], rtol=1e-9, atol=1e-10, msg=lambda m, n=n, mode=mode: f"{mode} {n}: {m}")
+
+
+def test_cosine_is_per_epoch_as_the_authors():
+    from pretrain.optim import lr_at, schedule_step
+
+    # 10 epochs of 10 steps, base lr 1: the authors' lr in epoch e is 0.5 * (1 + cos(pi * e / 10)).
+    lrs = [lr_at(schedule_step(t, 10, 0, "epoch"), 100, 0, 1.0) for t in range(100)]
+    for t, lr in enumerate(lrs):
+        assert lr == pytest.approx(0.5 * (1 + math.cos(math.pi * (t // 10) / 10)))
+    assert load_config(AUTHORS)["optim"]["schedule_unit"] == "epoch"
+    assert lr_at(schedule_step(15, 10, 0, "step"), 100, 0, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.15)))

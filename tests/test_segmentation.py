@@ -36,19 +36,63 @@ def test_every_shipped_config_loads_and_builds(name):
     assert hasattr(model.backbone, "conv1") and not hasattr(model.backbone, "stem")  # plain 7x7 stem, torchvision keys
 
 
-def test_single_process_run_is_flagged_and_scaled():
+def _voc_preset():
     from mmengine.config import Config
 
-    from transfer.segmentation.protocol import adapt_to_run, protocol_changes, resolve_config
+    from transfer.segmentation.protocol import resolve_config
 
-    preset = Config.fromfile(str(resolve_config("fcn_r50-d8_4xb4-20k_voc12aug-512x512")))
-    cfg = Config.fromfile(str(resolve_config("fcn_r50-d8_4xb4-20k_voc12aug-512x512")))
-    notes = adapt_to_run(cfg, 1, None)
-    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(0.0025) and cfg.train_cfg.max_iters == 80000
-    assert notes and "total batch 16" in notes[0]
-    assert "model.backbone.norm_cfg.type: SyncBN -> BN" in protocol_changes(preset, cfg)
-    four = Config.fromfile(str(resolve_config("fcn_r50-d8_4xb4-20k_voc12aug-512x512")))
-    assert adapt_to_run(four, 4, None) == [] and protocol_changes(preset, four) == []
+    return Config.fromfile(str(resolve_config("fcn_r50-d8_4xb4-20k_voc12aug-512x512")))
+
+
+# Hand-computed from the preset (4 GPUs x 4 = 16 images, lr 0.01, 20k iterations, PolyLR floor 1e-4, intervals 2k):
+# (processes, --batch-size, rule) -> (per-process batch, lr, iterations, eta_min, interval, accumulation, standard?)
+SEG_CASES = {
+    (1, None, "linear"): (16, 0.01, 20000, 1e-4, 2000, 1, True),
+    (2, None, "linear"): (8, 0.01, 20000, 1e-4, 2000, 1, True),
+    (4, None, "linear"): (4, 0.01, 20000, 1e-4, 2000, 1, True),
+    (8, None, "linear"): (2, 0.01, 20000, 1e-4, 2000, 1, True),
+    (1, 4, "linear"): (4, 0.0025, 80000, 2.5e-5, 8000, 1, False),
+    (2, 8, "linear"): (4, 0.005, 40000, 5e-5, 4000, 1, False),
+    (4, 32, "linear"): (8, 0.02, 10000, 2e-4, 1000, 1, False),
+    (8, 8, "linear"): (1, 0.005, 40000, 5e-5, 4000, 1, False),
+    (1, 4, "accumulate"): (4, 0.01, 80000, 1e-4, 8000, 4, False),
+    (2, 8, "accumulate"): (4, 0.01, 40000, 1e-4, 4000, 2, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEG_CASES, key=str), ids=str)
+def test_protocol_adaptation_keeps_or_scales_the_preset(case):
+    from transfer.segmentation.protocol import adapt_to_run, protocol_changes
+
+    world, batch, rule = case
+    per, lr, iters, eta_min, interval, acc, standard = SEG_CASES[case]
+    preset, cfg = _voc_preset(), _voc_preset()
+    changes, equivalent = adapt_to_run(cfg, preset, world, batch, rule == "accumulate")
+    sched = cfg.param_scheduler[0]
+    got = (cfg.train_dataloader.batch_size, cfg.optim_wrapper.optimizer.lr, cfg.train_cfg.max_iters, sched["eta_min"],
+           cfg.train_cfg.val_interval, cfg.optim_wrapper.get("accumulative_counts", 1))
+    assert got == pytest.approx((per, lr, iters, eta_min, interval, acc))
+    assert sched["end"] == iters and cfg.default_hooks.checkpoint.interval == interval
+    all_changes = changes + protocol_changes(preset, cfg, skip=changes + equivalent)
+    assert (all_changes == []) == standard, all_changes
+    if world == 1:
+        norm = "model.backbone.norm_cfg.type: SyncBN -> BN (one process)"
+        assert norm in (equivalent if standard else changes) and cfg.model.backbone.norm_cfg.type == "BN"
+
+
+def test_a_batch_override_goes_through_the_same_rule_as_batch_size():
+    from transfer.segmentation.protocol import adapt_to_run
+
+    preset, by_flag, by_override = _voc_preset(), _voc_preset(), _voc_preset()
+    adapt_to_run(by_flag, preset, 2, 4)
+    by_override.merge_from_dict({"train_dataloader.batch_size": 2})  # per process, as mmseg reads it
+    adapt_to_run(by_override, preset, 2, None)
+    for key in ("train_dataloader.batch_size", "optim_wrapper.optimizer.lr", "train_cfg.max_iters", "train_cfg.val_interval"):
+        a, b = by_flag, by_override
+        for part in key.split("."):
+            a, b = a[part], b[part]
+        assert a == b, key
+    assert by_flag.param_scheduler == by_override.param_scheduler
 
 
 def _seg(world, out, weights, *extra):
@@ -97,3 +141,32 @@ def test_safe_loader_refuses_foreign_objects(tmp_path):
         safe_load(tmp_path / "evil.pth")
     torch.save({"state_dict": {"w": torch.ones(2)}, "iter": 3}, tmp_path / "ok.pth")
     assert safe_load(tmp_path / "ok.pth")["iter"] == 3
+
+
+def test_torchvision_weights_need_rgb_imagenet_input():
+    from transfer.segmentation.protocol import check_input_format
+
+    cfg = _voc_preset()
+    assert check_input_format(cfg) == []
+    cfg.model.data_preprocessor.bgr_to_rgb = False
+    with pytest.raises(ValueError, match="bgr_to_rgb=False"):
+        check_input_format(cfg)
+    cfg = _voc_preset()
+    cfg.model.data_preprocessor.std = [1.0, 1.0, 1.0]
+    assert check_input_format(cfg, force=True)[0].startswith("input format mismatch (forced)")
+
+
+@pytest.mark.slow
+def test_standard_voc12aug_preset_trains_on_the_demo_world(demo_world, tmp_path):
+    """The shipped standard preset, unchanged but for the batch (linear rule) and a 2-iteration schedule,
+    reads train.txt + aug.txt (SegmentationClassAug) and evaluates on val."""
+    r = run_tool("tools/run_transfer.py", "--task", "voc_seg", "--weights", "random", "--data-root", str(demo_world / "VOC2012"),
+                 "--output", str(tmp_path), "--batch-size", "2", "--cfg-options", "train_cfg.max_iters=2",
+                 "train_cfg.val_interval=2", "param_scheduler.0.end=2", "train_dataloader.num_workers=0",
+                 "val_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
+                 "val_dataloader.persistent_workers=False")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["protocol"] == "non-standard" and m["total_batch"] == 2 and m["iterations"] == 2
+    assert m["protocol_name"].startswith("mmselfsup VOC12aug") and m["mIoU"] is not None
+    assert any(c.startswith("total batch 16 (4 GPUs x 4) -> 2") for c in m["protocol_changes"])

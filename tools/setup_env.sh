@@ -46,9 +46,8 @@ step "3/6 mmcv 2.1.0 with compiled ops"
 if "$VENV/bin/python" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "2.1.0"' 2>/dev/null; then
   echo "         already installed"
 elif [[ -n $WHEELHOUSE ]] && ls "$WHEELHOUSE"/mmcv-2.1.0-*.whl >/dev/null 2>&1 \
-    && "${PIP[@]}" install -q --no-deps --no-index --find-links "$WHEELHOUSE" mmcv==2.1.0 \
-    && "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
-  echo "         installed from the wheelhouse $WHEELHOUSE"
+    && "${PIP[@]}" install -q --no-deps --no-index --find-links "$WHEELHOUSE" mmcv==2.1.0; then
+  echo "         installed from the wheelhouse $WHEELHOUSE (its ops are checked in step 6, once mmengine is there)"
 else
   mkdir -p "$CACHE/wheels"
   TAG=$("$VENV/bin/python" -c 'import torch, sys; v = torch.__version__.split("+")[0]; print(f"torch{v}-py{sys.version_info[0]}{sys.version_info[1]}")')
@@ -68,6 +67,7 @@ else
       || fail "mmcv build" "compiling mmcv's ops failed; the compiler output is above (needs gcc/g++ and the Python headers)"
   fi
   "${PIP[@]}" install -q --no-deps "$WHEEL_DIR"/mmcv-2.1.0-*.whl || fail "mmcv install" "could not install the wheel in $WHEEL_DIR"
+  echo "         installed from $WHEEL_DIR"
 fi
 
 step "4/6 mmengine, mmsegmentation and this package (editable, extras seg+dev)"

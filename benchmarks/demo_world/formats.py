@@ -153,10 +153,13 @@ def _write_voc(root: Path, spec: WorldSpec, counts: Counts, rng: np.random.Gener
                 _save_jpeg(img, base / "JPEGImages" / f"{name}.jpg")
                 (base / "Annotations" / f"{name}.xml").write_bytes(voc_xml(name, f"VOC{year}", img.shape[0], objs, spec.class_names))
                 if year == "2012":
-                    seg = Image.fromarray(semantic_mask(objs, img.shape[:2]), mode="P")
+                    labels = semantic_mask(objs, img.shape[:2])
+                    seg = Image.fromarray(labels, mode="P")
                     seg.putpalette(pal)
                     (base / "SegmentationClass").mkdir(exist_ok=True)
                     seg.save(base / "SegmentationClass" / f"{name}.png")
+                    (base / "SegmentationClassAug").mkdir(exist_ok=True)  # SBD-converted masks: plain label PNGs
+                    Image.fromarray(labels, mode="L").save(base / "SegmentationClassAug" / f"{name}.png")
                 ids.append(name)
                 n += 1
             (base / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
@@ -167,6 +170,7 @@ def _write_voc(root: Path, spec: WorldSpec, counts: Counts, rng: np.random.Gener
                 (seg_dir / "train.txt").write_text("".join(f"{i}\n" for i in ids[n_val:]))
                 (seg_dir / "val.txt").write_text("".join(f"{i}\n" for i in ids[:n_val]))
                 (seg_dir / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
+                (seg_dir / "aug.txt").write_text("".join(f"{i}\n" for i in ids[n_val:]))  # SBD aug: no val image
     return n
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 class ClsDataset:
     key: str
     title: str
-    preset: str  # the linear-probe preset of the paper (configs/transfer/cls/<preset>.yaml)
+    preset: str  # the default linear-probe preset (`linear.PRESETS`): MoCo's for ImageNet, else the paper's
     val_dirs: tuple[str, ...] = ("val", "test")
 
 
 REGISTRY = {d.key: d for d in (
-    ClsDataset("imagenet", "ImageNet-1K", "paper_in1k"),
+    ClsDataset("imagenet", "ImageNet-1K", "moco"),  # the community standard; the paper's 90 ep: --preset paper_in1k
     ClsDataset("imagenet100", "ImageNet-100", "paper_200e"),
     ClsDataset("cub200", "CUB-200-2011", "paper_200e"),
     ClsDataset("cars196", "Stanford Cars", "paper_cars_adam"),

@@ -19,13 +19,19 @@ from tqdm import tqdm
 from .features import eval_transform, train_transform
 from .knn import per_class_accuracy, topk_accuracy
 
-# lr, epochs, milestones (fractions of the schedule), optimizer, batch, weight decay
+# lr, epochs, milestones (fractions of the schedule), optimizer, batch, weight decay; label: "standard" (MoCo's
+# main_lincls protocol, the community standard), "paper" (Zhang & Ma's presets), "demo"
 PRESETS = {
-    "moco": dict(lr=30.0, epochs=100, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0),
-    "paper_in1k": dict(lr=30.0, epochs=90, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0),
-    "paper_200e": dict(lr=30.0, epochs=200, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0),
-    "paper_cars_adam": dict(lr=0.03, epochs=200, milestones=(0.6, 0.8), optimizer="adam", batch_size=256, weight_decay=0.0),
-    "demo": dict(lr=1.0, epochs=30, milestones=(0.6, 0.8), optimizer="sgd", batch_size=64, weight_decay=0.0),
+    "moco": dict(lr=30.0, epochs=100, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0,
+                 label="standard", name="MoCo linear probe (SGD lr 30, 100 ep, x0.1 at 60/80)"),
+    "paper_in1k": dict(lr=30.0, epochs=90, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0,
+                       label="paper", name="paper linear probe (SGD lr 30, 90 ep, x0.1 at 60%/80%)"),
+    "paper_200e": dict(lr=30.0, epochs=200, milestones=(0.6, 0.8), optimizer="sgd", batch_size=256, weight_decay=0.0,
+                       label="paper", name="paper linear probe (SGD lr 30, 200 ep, x0.1 at 60%/80%)"),
+    "paper_cars_adam": dict(lr=0.03, epochs=200, milestones=(0.6, 0.8), optimizer="adam", batch_size=256, weight_decay=0.0,
+                            label="paper", name="paper linear probe (Adam lr 0.03, 200 ep)"),
+    "demo": dict(lr=1.0, epochs=30, milestones=(0.6, 0.8), optimizer="sgd", batch_size=64, weight_decay=0.0,
+                 label="demo", name="demo linear probe"),
 }
 
 
@@ -43,9 +49,11 @@ def _rank_world():
 
 def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classes: int, preset: dict, size: int = 224,
                  workers: int = 4, device: str = "cpu", seed: int = 0, log=print) -> dict:
-    """Train fc on frozen pooled features with RandomResizedCrop+flip; evaluate with Resize+CenterCrop.
+    """Train fc on frozen pooled features with RandomResizedCrop+flip; evaluate with Resize+CenterCrop after
+    every epoch (every validation image, the last partial batch included), as MoCo's main_lincls does.
 
-    Returns metrics: top1, top5, per_class, epochs, seconds, backbone_unchanged."""
+    Returns metrics of the final epoch (top1, top5, per_class) and `best` (top1, top5, epoch: the best
+    epoch's), the effective lr (preset lr x batch/256), the milestones (epochs), epochs, seconds."""
     rank, world = _rank_world()
     torch.manual_seed(seed)
     backbone = backbone.to(device).eval()
@@ -69,7 +77,10 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(train_ds) >= batch * world, generator=g, persistent_workers=workers > 0)
+    val_loader = DataLoader(datasets.ImageFolder(str(val_dir), transform=eval_transform(size)), batch_size=batch,
+                            num_workers=workers, drop_last=False)
     t0 = time.time()
+    best = {"top1": -1.0}
     bar = tqdm(range(epochs), desc="linear probe", unit="epoch", disable=rank != 0)
     for epoch in bar:
         if sampler is not None:
@@ -85,19 +96,27 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
             opt.step()
             total, n = total + float(loss) * len(y), n + len(y)
         sched.step()
-        bar.set_postfix(loss=f"{total / max(n, 1):.3f}", lr=f"{sched.get_last_lr()[0]:.3g}")
+        s, y = evaluate(fc, backbone, val_loader, device)
+        acc = topk_accuracy(s, y)
+        if acc["top1"] > best["top1"]:
+            best = dict(acc, epoch=epoch + 1)
+        bar.set_postfix(loss=f"{total / max(n, 1):.3f}", lr=f"{sched.get_last_lr()[0]:.3g}", top1=f"{acc['top1']:.1f}")
     sanity_check(before, backbone)
-    val_ds = datasets.ImageFolder(str(val_dir), transform=eval_transform(size))
-    scores, labels = [], []
-    with torch.no_grad():
-        for x, y in DataLoader(val_ds, batch_size=batch, num_workers=workers):
-            scores.append(fc(backbone(x.to(device))).cpu())
-            labels.append(y)
-    s, y = torch.cat(scores), torch.cat(labels)
-    out = topk_accuracy(s, y)
-    out.update(per_class=per_class_accuracy(s, y, num_classes), epochs=epochs, seconds=round(time.time() - t0, 1),
-               backbone_unchanged=True, lr=lr, batch_size=preset["batch_size"], optimizer=preset["optimizer"])
+    out = dict(acc, per_class=per_class_accuracy(s, y, num_classes), final_epoch=epochs, best=best, val_images=len(y),
+               epochs=epochs, seconds=round(time.time() - t0, 1), backbone_unchanged=True, lr=lr, milestones=milestones,
+               batch_size=preset["batch_size"], optimizer=preset["optimizer"])
     return out
+
+
+@torch.no_grad()
+def evaluate(fc: nn.Module, backbone: nn.Module, loader: DataLoader, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores (N, classes), labels (N,)) over every image the loader yields."""
+    fc.eval()
+    scores, labels = [], []
+    for x, y in loader:
+        scores.append(fc(backbone(x.to(device))).cpu())
+        labels.append(y)
+    return torch.cat(scores), torch.cat(labels)
 
 
 def linear_on_features(train_f: torch.Tensor, train_y: torch.Tensor, val_f: torch.Tensor, val_y: torch.Tensor,

@@ -85,9 +85,9 @@ def main(task: str, argv: list[str]) -> int:
         else:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
-        protocol = "demo" if preset_name == "demo" or ds.key == "demo" else ("non-standard" if changes else "standard")
+        protocol = "demo" if preset_name == "demo" or ds.key == "demo" else ("non-standard" if changes else preset["label"])
         metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset,
-                                  protocol_name=f"linear probe, preset {preset_name}"),
+                                  protocol_name=preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")),
                        dataset=ds.title, **res, classes=classes, load_report=report)
     write_json(out / "metrics.json", metrics)
     print(f"[{task}] {ds.title}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  -> {out / 'metrics.json'}")

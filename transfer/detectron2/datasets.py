@@ -17,6 +17,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances, register_pascal_voc
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
 
+from ..datacheck import require_files
+
 VOC_NAMES = {f"voc_{year}_{split}": (f"VOC{year}", split, int(year))
              for year in ("2007", "2012") for split in ("train", "val", "trainval", "test")}
 COCO_NAMES = {f"coco_{year}_{split}": (f"coco/{split}{year}", f"coco/annotations/instances_{split}{year}.json")
@@ -46,6 +48,17 @@ def voc_classes_in(root: Path, names: list[str]) -> list[str]:
     if unknown:
         raise DatasetError(f"{root}: annotations use names outside the 20 VOC classes: {sorted(unknown)}")
     return [c for c in VOC_CLASSES if c in seen]
+
+
+def require_dataset_files(root: str | Path, names: list[str]) -> None:
+    """Before training (in the launching process): every image and annotation that the VOC splits list,
+    and every image that the COCO JSONs list, exists; else a FileNotFoundError naming the files and split."""
+    root = Path(root).expanduser()
+    voc = {"/".join(VOC_NAMES[n][:2]) for n in names if n in VOC_NAMES}
+    coco = {COCO_NAMES[n][0].split("/")[1] for n in names if n in COCO_NAMES and n.startswith("coco_2017")}
+    for task, splits in (("voc_det", voc), ("coco_det", coco)):
+        if splits:
+            require_files(task, root, splits)
 
 
 def register_root(root: str | Path, names: list[str], classes_from_data: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 from ..common import finite_or_none, run_record, write_json
 from ..convert import write_detectron2_pkl
 from ..weights import CheckpointError, extract_backbone
-from .protocol import DEFAULT_CONFIG, adapt_to_run, load_preset, protocol_changes, protocol_label, resolve_config
+from .protocol import DEFAULT_CONFIG, adapt_to_run, check_input_format, load_preset, protocol_changes, protocol_label, resolve_config
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 NEEDED = {"voc_det": ("bbox",), "coco_det": ("bbox",), "coco_instseg": ("bbox", "segm")}
@@ -39,6 +39,9 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 when --num-machines > 1")
     p.add_argument("--batch-size", type=int, default=None,
                    help="total batch if the preset's does not fit: linear lr/iteration scaling, marked non-standard")
+    p.add_argument("--allow-input-mismatch", action="store_true",
+                   help="run even if the weights' input format (torchvision RGB / caffe2 BGR) differs from the preset's "
+                        "(labelled non-standard)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's last checkpoint (or --weights)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
@@ -62,6 +65,26 @@ def prepare_weights(weights: str, out: Path) -> tuple[str, dict]:
                          "converted": str(target)}
 
 
+def weights_format(weights: str, source: dict) -> str | None:
+    """'torchvision' (RGB-trained, converted from a torchvision-style ResNet), 'caffe2' (MSRA's BGR
+    weights), or None (random init, the preset's own weights, unknown)."""
+    from .checkpoint import load_pkl
+
+    if source["layout"] in ("random", "preset"):
+        return None
+    if source["layout"] != "detectron2 .pkl":
+        return "torchvision"  # extracted from a pretraining checkpoint or a torchvision state_dict
+    if weights.startswith("detectron2://ImageNetPretrained/MSRA"):
+        return "caffe2"
+    if not Path(weights).is_file():
+        return None
+    data = load_pkl(weights)
+    if str(data.get("__author__", "")).startswith(("hier-aug", "MOCO")):
+        return "torchvision"
+    names = data.get("model", data.get("blobs", data))
+    return "caffe2" if isinstance(names, dict) and any(str(k).endswith("_branch2a_w") for k in names) else None
+
+
 def _check_depth(cfg, weights: str) -> None:
     from .checkpoint import WeightsError, load_pkl
 
@@ -75,7 +98,8 @@ def _check_depth(cfg, weights: str) -> None:
 
 
 def build_cfg(task: str, args, out: Path, weights: str | None):
-    """(preset, resolved cfg, changes): preset + overrides + hardware adaptation."""
+    """(preset, resolved cfg, path, protocol changes, equivalent changes): preset + overrides + hardware
+    adaptation; explicit overrides other than the batch win over the scaling rule."""
     path = resolve_config(args.config)
     preset = load_preset(path)
     cfg = preset.clone()
@@ -87,14 +111,17 @@ def build_cfg(task: str, args, out: Path, weights: str | None):
     cfg.MODEL.DEVICE = args.device
     if task in ("coco_det", "voc_det"):
         cfg.MODEL.MASK_ON = cfg.MODEL.MASK_ON and task != "voc_det"
-    adapt_to_run(cfg, args.num_gpus * args.num_machines, args.batch_size)
-    return preset, cfg, path
+    changes, equivalent = adapt_to_run(cfg, preset, args.num_gpus * args.num_machines, args.batch_size)
+    explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
+    cfg.merge_from_list(explicit)
+    return preset, cfg, path, changes, equivalent
 
 
 def main(task: str, argv: list[str]) -> int:
     from detectron2.engine import launch
 
     from .checkpoint import WeightsError
+    from .datasets import require_dataset_files
 
     args = get_args_parser(task).parse_args(argv)
     args.opts = [o for o in args.opts if o != "--"]
@@ -102,22 +129,26 @@ def main(task: str, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         weights, source = prepare_weights(args.weights, out)
-        preset, cfg, path = build_cfg(task, args, out, weights)
+        preset, cfg, path, changes, equivalent = build_cfg(task, args, out, weights)
         _check_depth(cfg, cfg.MODEL.WEIGHTS)
+        changes += check_input_format(cfg, weights_format(cfg.MODEL.WEIGHTS or "", source), path.stem,
+                                      args.allow_input_mismatch)
+        if not args.eval_only:
+            require_dataset_files(args.data_root, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     except (CheckpointError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    changes = protocol_changes(preset, cfg)
+    changes = changes + protocol_changes(preset, cfg, skip=changes + equivalent)
     label = protocol_label(cfg, changes)
     print(f"[{task}] {cfg.HIERAUG.PROTOCOL_NAME or path.stem} ({path.name}); protocol: {label}"
-          + "".join(f"\n    change {c}" for c in changes))
+          + "".join(f"\n    change {c}" for c in changes) + "".join(f"\n    equivalent {c}" for c in equivalent))
     cfg.freeze()
     dist_url = args.dist_url
     if dist_url == "auto" and args.num_machines > 1:
         print("error: --dist-url tcp://HOST:PORT is required with --num-machines > 1", file=sys.stderr)
         return 2
     info = {"task": task, "weights": args.weights, "source": source, "config": str(path), "protocol": label,
-            "changes": changes, "eval_only": args.eval_only, "resume": not args.no_resume, "data_root": args.data_root}
+            "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only, "resume": not args.no_resume, "data_root": args.data_root}
     launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=dist_url,
            args=(cfg, info))
     if not (out / "metrics.json").is_file():
@@ -186,7 +217,7 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
     metrics = dict(run_record(task, info["weights"], cfg.SEED, info["protocol"], info["changes"],
                               protocol_name=cfg.HIERAUG.PROTOCOL_NAME, config=info["config"],
                               source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
-                              eval_only=info["eval_only"], resumed=resumed),
+                              eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"]),
                    **(summary["bbox"] if task == "voc_det" else {}), **summary, per_class_AP=per_class, classes=classes,
                    load_report=report)
     write_json(out / "metrics.json", metrics)

@@ -1,4 +1,4 @@
-"""Running an mmseg config through mmengine's Runner, reading every checkpoint safely.
+"""Running an mmseg config through mmengine's Runner, reading every checkpoint safely, writing atomically.
 
 mmengine 0.10.7 reads local checkpoints with a bare torch.load; under torch >= 2.6 (weights_only by
 default) its own resume checkpoints then fail. The local loader is replaced by one that uses the
@@ -6,9 +6,26 @@ project's restricted unpickler (`transfer.safe_pickle`): resume works, arbitrary
 """
 from __future__ import annotations
 
-from mmengine.runner import CheckpointLoader
+from pathlib import Path
+
+from mmengine.dist import master_only
+from mmengine.runner import CheckpointLoader, Runner
+
+from pretrain.checkpoint import replace_atomically
 
 from ..safe_pickle import safe_load
+
+
+class AtomicCheckpointRunner(Runner):
+    """mmengine's Runner whose checkpoints (periodic `iter_N.pth`, best) appear atomically: written to a
+    temporary file in the same folder, fsynced, renamed. A kill mid-write leaves no truncated file."""
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
+        if not Path(out_dir).is_dir():  # a remote backend: mmengine's own writer
+            return super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        replace_atomically(Path(out_dir) / filename, lambda tmp: super(AtomicCheckpointRunner, self).save_checkpoint(
+            out_dir, tmp.name, *args, **kwargs))
 
 
 @CheckpointLoader.register_scheme(prefixes="", force=True)
@@ -24,14 +41,13 @@ def _load_local(filename: str, map_location=None):
 def run(cfg, eval_only: bool):
     """(last validation metrics or None on non-main ranks, load report, resumed?)"""
     from mmengine.dist import is_main_process
-    from mmengine.runner import Runner
 
     from . import hooks  # noqa: F401  registers PerClassIoUMetric and the hooks
 
     if eval_only:
         cfg.load_from = str(_last_checkpoint(cfg.work_dir))
         cfg.resume = False
-    runner = Runner.from_cfg(cfg)
+    runner = AtomicCheckpointRunner.from_cfg(cfg)
     if eval_only:
         metrics = runner.test()
     else:

@@ -23,7 +23,8 @@ def resolve_config(name: str) -> Path:
     return path
 
 
-def _datasets(cfg):
+def datasets_of(cfg):
+    """Every dataset dict of the train/val/test loaders (the members of concatenated ones)."""
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
         ds = cfg[key]["dataset"]
         yield from ds.get("datasets", [ds])
@@ -32,7 +33,7 @@ def _datasets(cfg):
 def set_data_root(cfg, root: str | Path) -> None:
     """Every dataset of the config reads from `root` (checked to exist)."""
     root = Path(root).expanduser().resolve()
-    for ds in _datasets(cfg):
+    for ds in datasets_of(cfg):
         ds["data_root"] = str(root)
         ann = ds.get("ann_file")
         if ann and not (root / ann).is_file():
@@ -46,35 +47,77 @@ def _norms(cfg):
     for part in ("backbone", "decode_head", "auxiliary_head"):
         node = cfg.model.get(part)
         if node and node.get("norm_cfg"):
-            yield node["norm_cfg"]
+            yield f"model.{part}.norm_cfg.type", node["norm_cfg"]
 
 
-def adapt_to_run(cfg, world_size: int, batch_size: int | None) -> list[str]:
-    """Total batch = per-GPU batch x processes; when it differs from the protocol's, the linear scaling
-    rule (lr x b/B, iterations, schedule and intervals x B/b). BN instead of SyncBN in one process."""
-    ref_world = cfg.get("protocol", {}).get("world_size", 1)
-    per_gpu = cfg.train_dataloader.batch_size
-    ref_total = per_gpu * ref_world
-    total = batch_size or per_gpu * world_size
+def adapt_to_run(cfg, preset, world_size: int, batch_size: int | None = None,
+                 accumulate: bool = False) -> tuple[list[str], list[str]]:
+    """Fit the preset to `world_size` processes: (protocol changes, equivalent changes).
+
+    The preset's total batch (per-GPU batch x its `protocol.world_size`) is kept: per-process batch =
+    total / processes. Another total, from `batch_size` or a `train_dataloader.batch_size` override
+    (per process), is derived from the preset's values by the linear scaling rule (lr and the PolyLR
+    floor x b/B; iterations, schedule, validation and checkpoint intervals x B/b) or, with `accumulate`,
+    by gradient accumulation over B/b micro-batches (lr unchanged; iterations count micro-batches).
+    In one process SyncBN becomes BN; with the whole total batch there, the statistics are the same
+    (an equivalent change)."""
+    ref_world = preset.get("protocol", {}).get("world_size", 1)
+    ref_per = preset.train_dataloader.batch_size
+    ref_total = ref_per * ref_world
+    per_override = cfg.train_dataloader.batch_size
+    total = batch_size or (per_override * world_size if per_override != ref_per else ref_total)
     if total % world_size:
-        raise ValueError(f"--batch-size {total} is not divisible by {world_size} processes")
+        raise ValueError(f"a total batch of {total} is not divisible by {world_size} processes; pass --batch-size N "
+                         f"with N a multiple of {world_size}")
     cfg.train_dataloader.batch_size = total // world_size
-    notes = []
+    changes, equivalent = [], []
+    if total == ref_total and world_size != ref_world:
+        equivalent.append(f"train_dataloader.batch_size: {ref_per} -> {total // world_size} per process "
+                          f"({world_size} processes; total batch {total} kept)")
     if total != ref_total:
-        notes.append(f"total batch {ref_total} ({ref_world} GPUs x {per_gpu}) -> {total} ({world_size} x {total // world_size}); "
-                     "linear scaling rule")
-        scale = ref_total / total
-        cfg.optim_wrapper.optimizer.lr = cfg.optim_wrapper.optimizer.lr / scale
-        cfg.train_cfg.max_iters = round(cfg.train_cfg.max_iters * scale)
-        cfg.train_cfg.val_interval = max(1, round(cfg.train_cfg.val_interval * scale))
-        for sched in cfg.param_scheduler:
-            sched["end"] = round(sched["end"] * scale)
-        cfg.default_hooks.checkpoint.interval = max(1, round(cfg.default_hooks.checkpoint.interval * scale))
+        if accumulate:
+            if ref_total % total:
+                raise ValueError(f"gradient accumulation needs a total batch dividing {ref_total}, got {total}")
+            iters, lr = ref_total // total, 1.0
+            cfg.optim_wrapper.accumulative_counts = iters
+            how = f"gradient accumulation over {iters} micro-batches (lr unchanged, BN sees {total // world_size} images)"
+        else:
+            iters, lr = ref_total / total, total / ref_total
+            how = f"linear scaling rule (lr x {total}/{ref_total}, iterations x {ref_total}/{total})"
+        changes.append(f"total batch {ref_total} ({ref_world} GPUs x {ref_per}) -> {total} ({world_size} x "
+                       f"{total // world_size}); {how}")
+        cfg.optim_wrapper.optimizer.lr = preset.optim_wrapper.optimizer.lr * lr
+        cfg.train_cfg.max_iters = round(preset.train_cfg.max_iters * iters)
+        cfg.train_cfg.val_interval = max(1, round(preset.train_cfg.val_interval * iters))
+        cfg.default_hooks.checkpoint.interval = max(1, round(preset.default_hooks.checkpoint.interval * iters))
+        for sched, ref in zip(cfg.param_scheduler, preset.param_scheduler):
+            sched["begin"], sched["end"] = round(ref.get("begin", 0) * iters), round(ref["end"] * iters)
+            if "eta_min" in ref:
+                sched["eta_min"] = ref["eta_min"] * lr
     if world_size == 1:
-        for norm in _norms(cfg):
+        for key, norm in _norms(cfg):
             if norm["type"] in ("SyncBN", "MMSyncBN"):
                 norm["type"] = "BN"
-    return notes
+                (equivalent if total == ref_total else changes).append(f"{key}: SyncBN -> BN (one process)")
+    return changes, equivalent
+
+
+TORCHVISION_MEAN, TORCHVISION_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def check_input_format(cfg, force: bool = False) -> list[str]:
+    """The weights mmseg gets are torchvision-style (RGB, ImageNet mean/std x 255): the config's data
+    preprocessor must feed that. Raises ValueError, or with `force` returns the mismatch as a change."""
+    dp = cfg.model.get("data_preprocessor") or {}
+    close = lambda a, b: a is not None and len(a) == 3 and all(abs(x - y) < 1e-3 for x, y in zip(a, b))
+    if dp.get("bgr_to_rgb") and close(dp.get("mean"), TORCHVISION_MEAN) and close(dp.get("std"), TORCHVISION_STD):
+        return []
+    msg = (f"the weights are torchvision-style (RGB, mean {list(TORCHVISION_MEAN)}, std {list(TORCHVISION_STD)}) but the "
+           f"config's data_preprocessor has bgr_to_rgb={dp.get('bgr_to_rgb')}, mean={dp.get('mean')}, std={dp.get('std')}; "
+           "use a shipped preset (configs/transfer/mmseg) or set those three keys")
+    if not force:
+        raise ValueError(f"{msg}. --allow-input-mismatch forces the run, labelled non-standard")
+    return [f"input format mismatch (forced): {msg}"]
 
 
 def _flat(obj, prefix=""):
@@ -91,7 +134,10 @@ def _flat(obj, prefix=""):
     return {prefix[:-1]: obj}
 
 
-def protocol_changes(preset, cfg) -> list[str]:
+def protocol_changes(preset, cfg, skip: list[str] = ()) -> list[str]:
+    """Every protocol key whose value differs from the preset, as 'key: old -> new' (keys named at the
+    start of the entries in `skip` are left out: changes adapt_to_run already listed)."""
     a, b = _flat(preset.to_dict()), _flat(cfg.to_dict())
-    keep = lambda k: not k.startswith(NOT_PROTOCOL) and k.rsplit(".", 1)[-1] not in NOT_PROTOCOL_LEAVES
+    done = tuple(e.split(":")[0] for e in skip)
+    keep = lambda k: not k.startswith(NOT_PROTOCOL) and k.rsplit(".", 1)[-1] not in NOT_PROTOCOL_LEAVES and k not in done
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..common import finite_or_none, run_record, write_json
 from ..convert import write_torchvision_pth
+from ..datacheck import require_files
 from ..weights import CheckpointError, extract_backbone
-from .protocol import adapt_to_run, protocol_changes, resolve_config, set_data_root
+from .protocol import adapt_to_run, check_input_format, datasets_of, protocol_changes, resolve_config, set_data_root
 
 DEFAULT_CONFIG = {"voc_seg": "fcn_r50-d8_4xb4-20k_voc12aug-512x512", "cityscapes_seg": "fcn_r50-d8_4xb2-40k_cityscapes-769x769"}
 
@@ -33,8 +34,12 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=None, help="run folder (default work_dirs/transfer/<task>_<weights>_s<seed>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    p.add_argument("--batch-size", type=int, default=None, help="total batch if the preset's does not fit (linear scaling, "
-                   "marked non-standard)")
+    p.add_argument("--batch-size", type=int, default=None, help="total batch if the preset's does not fit (by default the "
+                   "preset's total batch is kept, split over the processes); marked non-standard")
+    p.add_argument("--batch-rule", choices=["linear", "accumulate"], default="linear",
+                   help="how another total batch is compensated: linear scaling rule, or gradient accumulation")
+    p.add_argument("--allow-input-mismatch", action="store_true", help="run even if the config's data preprocessor does "
+                   "not feed torchvision-style input (RGB, ImageNet mean/std x 255); labelled non-standard")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's last checkpoint")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE", help="mmengine config overrides")
@@ -62,6 +67,9 @@ def main(task: str, argv: list[str]) -> int:
         cfg.merge_from_dict(args.cfg_options)
         if args.data_root:
             set_data_root(cfg, args.data_root)
+        if not args.eval_only:  # a first pass over the split files: every image and mask is there
+            for root in {ds["data_root"] for ds in datasets_of(cfg)}:
+                require_files(task, root)
         source = {"source": "random init", "layout": "random"}
         weights = None
         if args.weights != "random":
@@ -74,15 +82,19 @@ def main(task: str, argv: list[str]) -> int:
                 raise CheckpointError(f"{args.weights} is a ResNet-{ex.depth} but {path.name} builds ResNet-{cfg.model.backbone.depth}; "
                                       f"pass --cfg-options model.backbone.depth={ex.depth} (and the head channels) or other weights")
         cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=weights, prefix="backbone.") if weights else None
-        notes = adapt_to_run(cfg, _world_size(args.launcher), args.batch_size)
+        notes, equivalent = adapt_to_run(cfg, preset, _world_size(args.launcher), args.batch_size, args.batch_rule == "accumulate")
+        cfg.merge_from_dict({k: v for k, v in args.cfg_options.items() if k != "train_dataloader.batch_size"})  # explicit wins
+        if weights:
+            notes += check_input_format(cfg, args.allow_input_mismatch)
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    changes = notes + protocol_changes(preset, cfg)
+    changes = notes + protocol_changes(preset, cfg, skip=notes + equivalent)
     kind = cfg.get("protocol", {}).get("kind", "standard")
     label = "demo" if kind == "demo" else ("non-standard" if changes else "standard")
     name = cfg.get("protocol", {}).get("name", path.stem)
-    print(f"[{task}] {name} ({path.name}); protocol: {label}" + "".join(f"\n    change {c}" for c in changes))
+    print(f"[{task}] {name} ({path.name}); protocol: {label}" + "".join(f"\n    change {c}" for c in changes)
+          + "".join(f"\n    equivalent {c}" for c in equivalent))
     cfg.work_dir = str(out)
     cfg.launcher = args.launcher
     cfg.randomness = dict(seed=args.seed)
@@ -96,7 +108,9 @@ def main(task: str, argv: list[str]) -> int:
     if report is None and (out / "load_report.json").is_file():  # resumed or eval-only: the report of the run's start
         report = json.loads((out / "load_report.json").read_text())
     rec = dict(run_record(task, args.weights, args.seed, label, changes, protocol_name=name, config=str(path),
-                          source=source, iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed),
+                          source=source, iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed,
+                          equivalent_changes=equivalent, total_batch=cfg.train_dataloader.batch_size * _world_size(args.launcher),
+                          accumulation=cfg.optim_wrapper.get("accumulative_counts", 1)),
                **{k: finite_or_none(float(metrics[k])) for k in ("mIoU", "mAcc", "aAcc")},
                per_class_IoU={k[4:]: finite_or_none(float(v)) for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
     write_json(out / "metrics.json", rec)

@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Check a dataset before a run: decode every image/mask in parallel and report unreadable images,
+missing annotation/mask files, masks whose size differs from their image, label values outside the
+dataset's classes. Exit 0 when clean, 1 when anything is wrong (the list is printed, and written as
+JSON with --json).
+
+    tools/check_data.py /datasets/imagenet/train                    # pretraining ImageFolder
+    tools/check_data.py /datasets --task voc_det                    # the folder holding VOC2007, VOC2012
+    tools/check_data.py /datasets --task coco_instseg               # the folder holding coco/
+    tools/check_data.py /datasets/VOC2012 --task voc_seg
+    tools/check_data.py /datasets/cityscapes --task cityscapes_seg
+"""
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transfer.common import write_json  # noqa: E402
+from transfer.datacheck import TASKS, check, items  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path)
+    p.add_argument("--task", choices=TASKS, default="pretrain")
+    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    p.add_argument("--json", type=Path, default=None, help="also write the faults here")
+    args = p.parse_args(argv)
+    try:
+        samples, faults = items(args.task, args.root)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not samples and not faults:
+        print(f"error: no {args.task} samples found under {args.root}; is it the folder the task expects? (see --help)",
+              file=sys.stderr)
+        return 1
+    faults += check(samples, decode=True, workers=args.workers)
+    if args.json:
+        write_json(args.json, {"root": str(args.root), "task": args.task, "samples": len(samples), "faults": faults})
+    for f in faults:
+        print(f"{f['split']}: {f['file']}: {f['problem']}")
+    kinds = Counter(f["problem"].split(" (")[0].split(":")[0] for f in faults)
+    print(f"{len(samples)} samples checked, {len(faults)} problems" + (f" ({dict(kinds)})" if faults else ""))
+    return 1 if faults else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
