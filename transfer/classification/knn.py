@@ -16,7 +16,7 @@ def knn_predict(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tens
     for i in range(0, test_f.shape[0], chunk):
         sim = test_f[i:i + chunk] @ train_f.T  # (m, N)
         w, idx = sim.topk(k, dim=1)
-        votes = torch.zeros(sim.shape[0], num_classes)
+        votes = torch.zeros(sim.shape[0], num_classes, dtype=w.dtype)
         votes.scatter_add_(1, train_y[idx], (w / temperature).exp())
         out.append(votes)
     return torch.cat(out)

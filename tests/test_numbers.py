@@ -1,0 +1,127 @@
+"""Numbers a user reports, pinned against references the code under test did not produce: a brute-force
+loop for kNN votes and accuracies, binomial bounds for augmentation probabilities, and every report
+cell (Markdown, CSV, LaTeX) recomputed from the metrics.json files it came from."""
+import csv
+import json
+import math
+import random
+import statistics
+
+import pytest
+import torch
+import yaml
+
+from pretrain.augment import PARAM_SLICES, AugPipeline
+from transfer.classification.knn import knn_predict, per_class_accuracy, topk_accuracy
+
+
+def _knn_loop(train_f, train_y, test_f, num_classes, k, t):
+    """Weighted cosine kNN, one test sample at a time, in plain Python."""
+    out = []
+    for q in test_f.tolist():
+        sims = []
+        for x, y in zip(train_f.tolist(), train_y.tolist()):
+            cos = sum(a * b for a, b in zip(q, x)) / (math.sqrt(sum(a * a for a in q)) * math.sqrt(sum(b * b for b in x)))
+            sims.append((cos, y))
+        sims.sort(key=lambda s: -s[0])
+        votes = [0.0] * num_classes
+        for cos, y in sims[:k]:
+            votes[y] += math.exp(cos / t)
+        out.append(votes)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k,t", [(1, 0.07), (5, 0.07), (7, 0.5), (200, 0.1)])
+def test_knn_votes_equal_a_brute_force_loop(k, t):
+    g = torch.Generator().manual_seed(k)
+    train_f, test_f = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
+    train_y = torch.randint(0, 3, (40,), generator=g)
+    got = knn_predict(train_f, train_y, test_f, 3, k=k, temperature=t, chunk=4).double()
+    torch.testing.assert_close(got, _knn_loop(train_f, train_y, test_f, 3, min(k, 40), t), rtol=1e-5, atol=1e-8)
+
+
+def test_knn_with_a_known_answer_and_accuracies_by_hand():
+    train_f = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    train_y = torch.tensor([0, 0, 1, 1, 2])
+    test_f = torch.tensor([[1.0, 0.05], [0.05, 1.0], [-1.0, 0.1]])
+    scores = knn_predict(train_f, train_y, test_f, 3, k=1)
+    assert scores.argmax(1).tolist() == [0, 1, 2]
+    s = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    y = torch.tensor([1, 2, 2, 0])  # argmax: 1, 0, 2, 0 -> 3 of 4 right; top-2 sets {1,2}, {0,1}, {2,1}, {0,1}
+    assert topk_accuracy(s, y, ks=(1, 2)) == {"top1": 75.0, "top2": 75.0}
+    assert per_class_accuracy(s, y, 3) == [100.0, 100.0, 50.0]
+
+
+def test_augmentation_probabilities_and_ranges_match_their_settings():
+    """Frequencies within 4.5 binomial standard deviations of the configured p; factors inside their ranges."""
+    pipe = AugPipeline(size=64, types=("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate"), flip_p=0.5,
+                       jitter_p=0.8, gray_p=0.2, blur_p=0.5, solarize_p=0.3, rotate_p=0.4)
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    vs = torch.stack([pipe.sample(100, 150, g) for _ in range(n)])
+    for flag, p in ((6, 0.5), (7, 0.8), (16, 0.2), (17, 0.5), (19, 0.3), (20, 0.4)):
+        assert abs(vs[:, flag].mean().item() - p) < 4.5 * math.sqrt(p * (1 - p) / n), (flag, vs[:, flag].mean())
+    jit = vs[vs[:, 7] == 1]
+    for col, (lo, hi) in zip(range(8, 12), ((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1))):
+        assert lo <= jit[:, col].min() and jit[:, col].max() <= hi and jit[:, col].max() - jit[:, col].min() > 0.9 * (hi - lo)
+    blur = vs[vs[:, 17] == 1, 18]
+    assert 0.1 <= blur.min() and blur.max() <= 2.0
+    crop = vs[:, PARAM_SLICES["crop"]]
+    area, ratio = crop[:, 5], (crop[:, 4] * 150) / (crop[:, 3] * 100)
+    assert 0.19 <= area.min() and area.max() <= 1.0 and (3 / 4) * 0.97 <= ratio.min() and ratio.max() <= (4 / 3) * 1.03
+    assert (crop[:, 1] + crop[:, 3] <= 1 + 1e-6).all() and (crop[:, 2] + crop[:, 4] <= 1 + 1e-6).all()
+
+
+def test_every_report_cell_is_the_mean_and_std_of_its_metrics(tmp_path):
+    """Random values in each task's metrics.json; the CSV, Markdown and LaTeX cells recomputed here."""
+    from benchmarks.report import COLUMNS, write_report
+    from benchmarks.suite import load_suite
+
+    tasks = list(COLUMNS)
+    doc = {"name": "t", "output": str(tmp_path / "bench"), "seeds": [0, 1, 2], "baseline": "a",
+           "checkpoints": [{"name": "a", "path": "random"}, {"name": "b", "path": "random"}], "tasks": {t: [] for t in tasks}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    suite = load_suite(tmp_path / "s.yaml")
+    rnd = random.Random(0)
+    written = {}
+    for ck in suite.checkpoints:
+        for task in tasks:
+            for seed in suite.seeds:
+                vals = {c: round(rnd.uniform(10, 90), 3) for c, _ in COLUMNS[task]}
+                m = {"protocol": "standard"}
+                for c, v in vals.items():  # laid out as each task writes it
+                    if task == "voc_det" or task in ("voc_seg", "cityscapes_seg", "linear_cls", "knn"):
+                        m[{"APbb": "AP"}.get(c, c)] = v
+                    else:
+                        kind, key = ("bbox", "AP" + c[4:]) if c.startswith("APbb") else ("segm", "AP")
+                        m.setdefault(kind, {})[key] = v
+                d = suite.cell_dir(ck, task, seed)
+                d.mkdir(parents=True)
+                (d / "metrics.json").write_text(json.dumps(m))
+                for c, v in vals.items():
+                    written.setdefault((ck.name, task, c), []).append(v)
+    report = write_report(suite).read_text()
+    with open(suite.output / "results.csv", newline="") as f:
+        rows = {(r["checkpoint"], r["task"], r["metric"]): r for r in csv.DictReader(f) if r["row"] == "measured"}
+    tex = (suite.output / "results.tex").read_text()
+    assert len(rows) == len(written) == 2 * sum(len(c) for c in COLUMNS.values())
+    for key, vals in written.items():
+        mean, std = statistics.mean(vals), statistics.stdev(vals)
+        r = rows[key]
+        assert float(r["mean"]) == pytest.approx(mean, abs=1e-4) and float(r["std"]) == pytest.approx(std, abs=1e-4), key
+        base = statistics.mean(written[("a", key[1], key[2])])
+        if key[0] == "b":
+            assert float(r["delta"]) == pytest.approx(mean - base, abs=1e-4), key
+    # Markdown and LaTeX: each checkpoint's row holds its cells in column order, rounded to 2 decimals
+    import re
+
+    order = [(t, c) for t in suite.tasks for c, _ in COLUMNS[t]]
+    for ck in ("a", "b"):
+        md_row = next(line for line in report.splitlines() if line.startswith(f"| {ck} |"))
+        tex_row = next(line for line in tex.splitlines() if line.startswith(f"{ck} &"))
+        for text, sep in ((md_row, "±"), (tex_row, r"\$\\pm\$")):
+            cells = [(float(m), float(s)) for m, s in re.findall(rf"(-?\d+\.\d+) {sep} (\d+\.\d+)", text)]
+            assert len(cells) == len(order), text
+            for (t, c), (m, s) in zip(order, cells):
+                vals = written[(ck, t, c)]
+                assert m == pytest.approx(statistics.mean(vals), abs=0.0051) and s == pytest.approx(statistics.stdev(vals), abs=0.0051)
