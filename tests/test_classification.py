@@ -36,7 +36,9 @@ def test_linear_probe_keeps_the_backbone_frozen_and_learns(demo_world, demo_pret
     r = run_tool(*_cls("linear_cls", demo_world, tmp_path, ckpt, "--epochs", "8"))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["backbone_unchanged"] is True and m["preset"] == "demo"
+    from torchvision import models
+
+    assert m["backbone_checked_tensors"] == len(models.resnet18().state_dict()) - 2 and m["preset"] == "demo"  # all but fc
     assert m["protocol"] == "demo" and m["top1"] > 100 / 4 + 10, m["top1"]  # well above chance (4 classes)
     # demo preset: lr 1.0 for a batch of 64 -> 1.0 x 64/256; milestones at 60%/80% of 8 epochs; every val image
     assert m["lr"] == pytest.approx(0.25) and m["milestones"] == [4, 6] and m["final_epoch"] == 8
@@ -49,7 +51,7 @@ def test_sanity_check_catches_a_changed_backbone():
 
     net = models.resnet18(weights=None).eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    sanity_check(before, net)
+    assert sanity_check(before, net) == len(before) - 2
     net.train()
     net(torch.randn(2, 3, 32, 32))  # BN running statistics move in train mode
     with pytest.raises(RuntimeError, match="frozen backbone changed"):

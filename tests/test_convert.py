@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision import models
 
-from transfer.convert import d2_name, expected_d2_names
+from transfer.convert import expected_d2_names
 from transfer.weights import CheckpointError, extract_backbone
 
 from .conftest import ROOT
@@ -111,9 +111,25 @@ def test_every_layout_converts_to_the_exact_backbone(tmp_path, capsys, name):
     with open(tmp_path / "out.pkl", "rb") as f:
         doc = pickle.load(f)
     assert doc["matching_heuristics"] is True and "__author__" in doc
-    assert set(doc["model"]) == expected_d2_names(18)
-    for k, v in _backbone(net).items():
-        np.testing.assert_array_equal(doc["model"][d2_name(k)], v.numpy())
+    _same_values(doc["model"], _backbone(net))
+
+
+# torchvision -> Detectron2 names, written by hand from detectron2's ResNet (stem, resN = layerN-1, convK.norm)
+HAND_NAMES = {"conv1.weight": "stem.conv1.weight", "bn1.running_var": "stem.conv1.norm.running_var",
+              "layer1.0.conv2.weight": "res2.0.conv2.weight", "layer1.1.bn2.bias": "res2.1.conv2.norm.bias",
+              "layer2.0.downsample.0.weight": "res3.0.shortcut.weight",
+              "layer2.0.downsample.1.running_mean": "res3.0.shortcut.norm.running_mean",
+              "layer4.1.bn1.weight": "res5.1.conv1.norm.weight", "layer3.1.bn2.num_batches_tracked": "res4.1.conv2.norm.num_batches_tracked"}
+
+
+def _same_values(model: dict, tv: dict) -> None:
+    """By value: as many tensors as torchvision's backbone, every one of them present once with its
+    values (a multiset comparison, names aside), and the hand-written names hold the right tensors."""
+    assert len(model) == len(tv)
+    key = lambda a: (tuple(np.shape(a)), np.asarray(a).tobytes())
+    assert sorted(key(v) for v in model.values()) == sorted(key(v.numpy()) for v in tv.values())
+    for tv_name, d2 in HAND_NAMES.items():
+        np.testing.assert_array_equal(model[d2], tv[tv_name].numpy())
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50, 101])
@@ -123,7 +139,8 @@ def test_names_and_shapes_for_every_depth(tmp_path, depth):
     assert convert([str(tmp_path / "tv.pth"), str(tmp_path / "out.pkl")]) == 0
     with open(tmp_path / "out.pkl", "rb") as f:
         model = pickle.load(f)["model"]
-    assert set(model) == expected_d2_names(depth)
+    assert len(model) == len(net.state_dict()) - 2  # every torchvision tensor but fc.weight/fc.bias
+    assert set(model) == expected_d2_names(depth)  # and the names detectron2's model checks at load (test below)
     assert model["stem.conv1.weight"].shape == (64, 3, 7, 7)
     assert "stem.conv1.norm.running_var" in model and "res5.0.shortcut.norm.weight" in model
     assert ("res2.0.shortcut.weight" in model) == (depth >= 50)  # basic blocks have no res2 projection
@@ -189,7 +206,7 @@ def _d2_features(pkl, config, image, **over):
     from transfer.detectron2.protocol import adapt_to_run, load_preset, resolve_config
 
     cfg = load_preset(resolve_config(config))
-    adapt_to_run(cfg, 1, None)
+    adapt_to_run(cfg, cfg.clone(), 1, None)
     cfg.MODEL.DEVICE = "cpu"
     for k, v in over.items():
         cfg.merge_from_list([k, v])

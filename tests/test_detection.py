@@ -21,7 +21,7 @@ def test_every_shipped_config_merges_and_builds(name):
     from transfer.detectron2.protocol import adapt_to_run, load_preset, resolve_config
 
     cfg = load_preset(resolve_config(name))
-    adapt_to_run(cfg, 1, None)
+    adapt_to_run(cfg, cfg.clone(), 1, None)
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
     assert model.roi_heads.box_predictor.cls_score.out_features == cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1

@@ -31,7 +31,7 @@ def test_every_shipped_config_loads_and_builds(name):
         assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4 and cfg.model.auxiliary_head.in_index == 2
         assert cfg.train_cfg.max_iters == (40000 if "cityscapes" in name else 20000)
         assert cfg.model.backbone.norm_cfg.type == "SyncBN"
-    adapt_to_run(cfg, 1, None)
+    adapt_to_run(cfg, cfg.copy(), 1, None)
     model = MODELS.build(cfg.model)
     assert hasattr(model.backbone, "conv1") and not hasattr(model.backbone, "stem")  # plain 7x7 stem, torchvision keys
 

@@ -53,7 +53,7 @@ def run(cfg, eval_only: bool):
     else:
         runner.train()
         metrics = getattr(runner, "last_metrics", None)
-    resumed = bool(cfg.resume) or eval_only
+    resumed = eval_only or getattr(runner, "start_iter", 0) > 0
     if not is_main_process():
         return None, None, resumed
     return metrics or {}, getattr(runner, "load_report", None), resumed

@@ -30,8 +30,9 @@ class PerClassIoUMetric(IoUMetric):
 
 @HOOKS.register_module(force=True)
 class BackboneLoadHook(Hook):
-    """Before training from iteration 0, compares every backbone tensor with the weights file: all equal
-    or the run stops, naming the keys. The report lands in `runner.load_report`."""
+    """Before training from iteration 0, compares every backbone tensor with the user's checkpoint (read
+    again from the source, not from the file handed to mmengine): all equal or the run stops, naming the
+    keys. The report lands in `runner.load_report`."""
 
     priority = "VERY_HIGH"
 
@@ -39,11 +40,12 @@ class BackboneLoadHook(Hook):
         self.weights = weights
 
     def before_train(self, runner) -> None:
+        from ..weights import extract_backbone
+
         runner.load_report = None
         if not self.weights or runner.iter > 0:
             return
-        doc = torch.load(self.weights, map_location="cpu", weights_only=True)
-        src = {k.removeprefix("backbone."): v for k, v in doc["state_dict"].items()}
+        src = extract_backbone(self.weights).state_dict
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
         have = {k: v for k, v in model.backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
         src = {k: v for k, v in src.items() if not k.endswith("num_batches_tracked")}
@@ -63,9 +65,13 @@ class BackboneLoadHook(Hook):
 
 @HOOKS.register_module(force=True)
 class LastMetricsHook(Hook):
-    """Keeps the metrics of the latest validation in `runner.last_metrics`."""
+    """Keeps the metrics of the latest validation in `runner.last_metrics`, and the iteration training
+    started at in `runner.start_iter` (> 0: the run resumed from a checkpoint)."""
 
     priority = "LOW"
+
+    def before_train(self, runner) -> None:
+        runner.start_iter = runner.iter
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         runner.last_metrics = dict(metrics or {})

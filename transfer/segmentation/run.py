@@ -99,7 +99,8 @@ def main(task: str, argv: list[str]) -> int:
     cfg.launcher = args.launcher
     cfg.randomness = dict(seed=args.seed)
     cfg.resume = not args.no_resume and (out / "last_checkpoint").is_file()
-    cfg.custom_hooks = [dict(type="BackboneLoadHook", weights=weights), dict(type="LastMetricsHook")]
+    cfg.custom_hooks = [dict(type="BackboneLoadHook", weights=None if weights is None else str(Path(args.weights).resolve())),
+                        dict(type="LastMetricsHook")]
     from .engine import run
 
     metrics, report, resumed = run(cfg, args.eval_only)
