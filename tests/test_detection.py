@@ -101,7 +101,8 @@ def test_voc_det_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
     r = run_tool(*_voc(demo_world, tmp_path, ckpt, "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["protocol"] == "demo" and "MODEL.RESNETS.NORM: naiveSyncBN -> BN" in m["protocol_changes"]
+    assert m["protocol"] == "demo" and "SOLVER.MAX_ITER: 80 -> 240" in m["protocol_changes"]
+    assert "MODEL.RESNETS.NORM: naiveSyncBN -> BN (one process)" in m["equivalent_changes"]  # whole batch in one process
     rep = m["load_report"]
     assert rep["ok"] and rep["backbone_tensors"] == rep["verified_identical"] == 100  # ResNet-18, every tensor bit-identical
     assert m["source"]["layout"] == "hier-aug" and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]

@@ -26,7 +26,7 @@ train_dataloader = dict(num_workers=2, dataset=dict(_delete_=True, type="PascalV
                         ann_file="ImageSets/Segmentation/train.txt", pipeline=train_pipeline))
 val_dataloader = dict(num_workers=2, dataset=dict(data_root="data/VOC2012", pipeline=test_pipeline))
 test_dataloader = val_dataloader
-param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=150, by_epoch=False)]
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=150, val_interval=150)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=50))
+param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=80, by_epoch=False)]
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=80, val_interval=80)
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=40))
 protocol = dict(kind="demo", name="demo: FCN R18-D8, 160 px crops, generated VOC segmentation world", world_size=1)
