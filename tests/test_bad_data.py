@@ -108,6 +108,15 @@ def test_check_data_finds_each_planted_fault(demo_world, tmp_path):
     assert f"{masks[2]}: label values [30] outside 0..20" in r.stdout
     r = _check(world, "voc_det")
     assert r.returncode == 1 and f"VOC2007/test: {xml}: annotation file missing" in r.stdout and "1 problems" in r.stdout
+    ann = world / "coco/annotations/instances_val2017.json"
+    doc = json.loads(ann.read_text())
+    first = doc["images"][0]
+    true_w, first["width"] = first["width"], first["width"] + 7                    # the JSON's size is wrong
+    ann.write_text(json.dumps(doc))
+    r = _check(world, "coco_instseg")
+    assert r.returncode == 1 and "1 problems" in r.stdout
+    assert f"val2017: {world / 'coco/val2017' / first['file_name']}: image is {true_w}x{first['height']}, the annotation " \
+        f"says {true_w + 7}x{first['height']}" in r.stdout
 
 
 def _world_missing(demo_world, tmp_path, rel):

@@ -28,13 +28,14 @@ TASKS = ("pretrain", "cls", "voc_det", "coco_det", "coco_instseg", "voc_seg", "c
 @dataclass(frozen=True)
 class Item:
     """One sample: its image and, by kind, its VOC XML (`xml`), semantic mask (`mask`, labels < `num_classes`
-    or 255) or nothing (`image`)."""
+    or 255) or nothing (`image`); `size` (width, height) when an annotation file states it (COCO)."""
 
     split: str
     image: Path
     kind: str = "image"
     ann: Path | None = None
     num_classes: int = 0
+    size: tuple[int, int] | None = None
 
 
 def _lines(path: Path) -> list[str]:
@@ -88,7 +89,7 @@ def _coco(root: Path) -> tuple[list[Item], list[dict]]:
             if a["category_id"] not in cats:
                 faults.append({"split": split, "file": str(ann), "problem": f"annotation {a['id']}: category_id "
                                f"{a['category_id']} is not among the categories {sorted(cats)}"})
-        items += [Item(split, root / "coco" / split / im["file_name"], f"size:{im['width']}x{im['height']}") for im in doc["images"]]
+        items += [Item(split, root / "coco" / split / im["file_name"], size=(im["width"], im["height"])) for im in doc["images"]]
     return items, faults
 
 
@@ -137,8 +138,8 @@ def _check_one(item: Item, decode: bool) -> list[dict]:
         size = _read(item.image).size
     except Exception as e:  # noqa: BLE001  any decoder error means the file is unusable
         return [fault(item.image, f"unreadable image ({type(e).__name__}: {e})")]
-    if item.kind.startswith("size:") and f"size:{size[0]}x{size[1]}" != item.kind:
-        out.append(fault(item.image, f"image is {size[0]}x{size[1]}, the annotation says {item.kind[5:]}"))
+    if item.size is not None and size != item.size:
+        out.append(fault(item.image, f"image is {size[0]}x{size[1]}, the annotation says {item.size[0]}x{item.size[1]}"))
     elif item.kind == "xml":
         try:
             names = {o.findtext("name", "").strip() for o in ET.parse(item.ann).findall("object")}

@@ -11,11 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
+from transfer.datacheck import VOC_CLASSES
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "ellipse")
 TEXTURES = ("solid", "hstripes", "checker", "dots", "vstripes", "diagonal")
 HUES = np.linspace(0.0, 1.0, 8, endpoint=False)
