@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS  # what ImageFolder (pretraining, probes) reads
 from tqdm import tqdm
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
                "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 IGNORE = 255
@@ -44,7 +44,7 @@ def _lines(path: Path) -> list[str]:
 
 def _imagefolder(root: Path) -> list[Item]:
     return [Item(str(p.parent.relative_to(root)), p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
 
 
 def _voc_det(root: Path) -> list[Item]:

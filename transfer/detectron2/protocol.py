@@ -7,6 +7,8 @@ from pathlib import Path
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from ..convert import PIXEL_STD  # torchvision's ImageNet std x 255
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "detectron2"
 DEFAULT_CONFIG = {"voc_det": "pascal_voc_R_50_C4_24k_moco", "coco_det": "coco_R_50_C4_1x_moco",
                   "coco_instseg": "coco_R_50_C4_1x_moco"}
@@ -103,7 +105,6 @@ def protocol_changes(preset: CN, cfg: CN, skip: list[str] = ()) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(NOT_PROTOCOL) and k not in done]
 
 
-TORCHVISION_STD = (58.395, 57.12, 57.375)
 FORMATS = {"torchvision": "RGB input, ImageNet mean/std x 255, stride in the 3x3 conv (STRIDE_IN_1X1 False)",
            "caffe2": "BGR input, std 1, stride in the 1x1 conv (STRIDE_IN_1X1 True), as MSRA's caffe2 weights"}
 
@@ -112,7 +113,7 @@ def input_format(cfg: CN) -> str:
     """What weights a config's input pipeline is made for: 'torchvision', 'caffe2' or 'other'."""
     std = tuple(float(x) for x in cfg.MODEL.PIXEL_STD)
     stride_1x1 = cfg.MODEL.RESNETS.STRIDE_IN_1X1
-    if cfg.INPUT.FORMAT == "RGB" and not stride_1x1 and all(abs(a - b) < 1e-3 for a, b in zip(std, TORCHVISION_STD)):
+    if cfg.INPUT.FORMAT == "RGB" and not stride_1x1 and all(abs(a - b) < 1e-3 for a, b in zip(std, PIXEL_STD)):
         return "torchvision"
     if cfg.INPUT.FORMAT == "BGR" and stride_1x1 and all(abs(a - 1) < 1e-6 for a in std):
         return "caffe2"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..convert import PIXEL_MEAN, PIXEL_STD  # torchvision's ImageNet mean/std x 255
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "mmseg"
 # where and how a run executes, not what it computes
 NOT_PROTOCOL = ("work_dir", "launcher", "randomness", "resume", "load_from", "custom_hooks", "env_cfg", "log_level",
@@ -102,7 +104,6 @@ def adapt_to_run(cfg, preset, world_size: int, batch_size: int | None = None,
     return changes, equivalent
 
 
-TORCHVISION_MEAN, TORCHVISION_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 def check_input_format(cfg, force: bool = False) -> list[str]:
@@ -110,9 +111,9 @@ def check_input_format(cfg, force: bool = False) -> list[str]:
     preprocessor must feed that. Raises ValueError, or with `force` returns the mismatch as a change."""
     dp = cfg.model.get("data_preprocessor") or {}
     close = lambda a, b: a is not None and len(a) == 3 and all(abs(x - y) < 1e-3 for x, y in zip(a, b))
-    if dp.get("bgr_to_rgb") and close(dp.get("mean"), TORCHVISION_MEAN) and close(dp.get("std"), TORCHVISION_STD):
+    if dp.get("bgr_to_rgb") and close(dp.get("mean"), PIXEL_MEAN) and close(dp.get("std"), PIXEL_STD):
         return []
-    msg = (f"the weights are torchvision-style (RGB, mean {list(TORCHVISION_MEAN)}, std {list(TORCHVISION_STD)}) but the "
+    msg = (f"the weights are torchvision-style (RGB, mean {list(PIXEL_MEAN)}, std {list(PIXEL_STD)}) but the "
            f"config's data_preprocessor has bgr_to_rgb={dp.get('bgr_to_rgb')}, mean={dp.get('mean')}, std={dp.get('std')}; "
            "use a shipped preset (configs/transfer/mmseg) or set those three keys")
     if not force:
