@@ -24,6 +24,7 @@ lint: setup
 
 perf: setup
 	$(PY) -m benchmarks.perf.pretrain_overhead
+	$(PY) -m benchmarks.perf.augment_throughput
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)

@@ -1,8 +1,9 @@
 """Augmentations that record their parameters, so a view can be replayed and its parameters embedded.
 
 Every view is made by `AugPipeline.sample` (draw parameters) + `AugPipeline.apply` (deterministic
-given the parameters). The parameters of one view form a fixed-length float vector, laid out as
-`PARAM_SLICES` says (`PARAM_DIM` = 22):
+given the parameters): `geometric` (crop + resize, flip; uint8) then `photometric.photometric` (the
+rest, batched tensor ops that the training device can also run over a whole batch). The parameters
+of one view form a fixed-length float vector, laid out as `PARAM_SLICES` says (`PARAM_DIM` = 22):
 
     crop     [0:6]   applied, top/H, left/W, height/H, width/W, area fraction
     flip     [6:7]   applied
@@ -14,7 +15,8 @@ given the parameters). The parameters of one view form a fixed-length float vect
 
 Order of application (the authors' `augmentations/simsiam_aug.py`): crop (resize), flip, rotate,
 colour jitter, blur, grayscale, solarize, normalisation. Blur before grayscale is the authors'
-order (the original SimSiam applies grayscale first; the two differ only by uint8 rounding).
+order (the original SimSiam applies grayscale first; the two differ only by rounding). Everything
+after the crop is computed in float32 on [0, 1] images, without rounding to uint8 between ops.
 
 A type that is switched off or not drawn records "not applied" with identity values
 (jitter: factors (1, 1, 1, 0), as the authors embed them).
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torchvision.transforms.v2 import functional as F
+
+from .photometric import blur_kernel, photometric
 
 AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")
 PARAM_SLICES = {
@@ -74,7 +78,7 @@ class AugPipeline:
         bad = set(self.types) - set(AUG_TYPES)
         if bad:
             raise ValueError(f"unknown augmentation types {sorted(bad)}; known: {AUG_TYPES}")
-        object.__setattr__(self, "kernel", self.size // 20 * 2 + 1)  # the authors' kernel: 23 at 224 px
+        object.__setattr__(self, "kernel", blur_kernel(self.size))  # the authors' kernel: 23 at 224 px
 
     def with_types(self, types) -> AugPipeline:
         return replace(self, types=tuple(types))
@@ -128,8 +132,8 @@ class AugPipeline:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def apply(self, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Make the view that parameters `v` describe. img: (3, H, W) uint8 -> (3, size, size) float, normalized."""
+    def geometric(self, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The crop + resize and flip of view `v` (the loader's share). img: (3, H, W) uint8 -> (3, size, size) uint8."""
         height, width = img.shape[-2:]
         p = v.tolist()
         if p[0]:
@@ -138,24 +142,14 @@ class AugPipeline:
             img = F.resized_crop(img, i, j, h, w, [self.size, self.size], antialias=True)
         else:
             img = F.resize(img, [self.size, self.size], antialias=True)
-        if p[6]:
-            img = F.horizontal_flip(img)
-        if p[20]:
-            img = torch.rot90(img, int(p[21]), dims=(-2, -1))
-        if p[7]:
-            ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
-            for k in p[12:16]:
-                img = ops[int(k)](img, p[8 + int(k)])
-        if p[17]:
-            img = F.gaussian_blur(img, [self.kernel, self.kernel], [p[18], p[18]])
-        if p[16]:
-            img = F.rgb_to_grayscale(img, num_output_channels=3)
-        if p[19]:
-            img = F.solarize(img, 128)
-        img = F.to_dtype(img, torch.float32, scale=True)
-        return F.normalize(img, list(self.mean), list(self.std))
+        return F.horizontal_flip(img) if p[6] else img
 
-    def __call__(self, img: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(view (3, size, size), parameters (PARAM_DIM,)) of a uint8 image (3, H, W)."""
+    def apply(self, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Make the view that parameters `v` describe. img: (3, H, W) uint8 -> (3, size, size) float, normalized."""
+        return photometric(self.geometric(img, v)[None], v[None], self.mean, self.std)[0]
+
+    def __call__(self, img: torch.Tensor, g: torch.Generator, geometric_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(view, parameters (PARAM_DIM,)) of a uint8 image (3, H, W): the finished view (3, size, size)
+        float, or with geometric_only its crop/resize/flip, uint8 (the rest: `photometric.DeviceAugment`)."""
         v = self.sample(img.shape[-2], img.shape[-1], g)
-        return self.apply(img, v), v
+        return (self.geometric(img, v) if geometric_only else self.apply(img, v)), v

@@ -1,8 +1,9 @@
 """Config -> method module and multi-view transform."""
 from __future__ import annotations
 
-from .augment import AugPipeline
+from .augment import IMAGENET_MEAN, IMAGENET_STD, AugPipeline
 from .methods import METHODS, HierSiamese
+from .photometric import DeviceAugment
 from .views import MultiViewTransform, PairSpec
 
 _PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p",
@@ -37,7 +38,15 @@ def _pipeline(aug: dict, view: int, types: list[str], levels: int, steps: dict) 
     return AugPipeline(types=tuple(types), **kw)
 
 
-def build_transform(cfg: dict) -> MultiViewTransform:
+def resolve_augment_device(cfg: dict, device_type: str) -> str:
+    """Where the photometric augmentations run: `loader` (per image, in the workers) or `train`
+    (batched on the training device). `auto`: loader on CPU, train on GPU (benchmarks/perf/augment_throughput)."""
+    d = cfg["augment"]["device"]
+    return d if d != "auto" else ("loader" if device_type == "cpu" else "train")
+
+
+def build_transform(cfg: dict, device_type: str = "cpu") -> MultiViewTransform:
+    """The views of every active pair; with `augment.device` resolved to train, only their crop/resize/flip."""
     pairs, _ = active_pairs(cfg)
     strength = cfg["hier"]["strength"]
     specs = []
@@ -45,7 +54,14 @@ def build_transform(cfg: dict) -> MultiViewTransform:
         levels = 4 - p["stage"] if strength["enabled"] else 0
         views = tuple(_pipeline(cfg["augment"], v, p["types"], levels, strength) for v in (0, 1))
         specs.append(PairSpec(p["stage"], views))
-    return MultiViewTransform(specs)
+    return MultiViewTransform(specs, geometric_only=resolve_augment_device(cfg, device_type) == "train")
+
+
+def build_device_augment(cfg: dict, device_type: str) -> DeviceAugment | None:
+    """The batched photometric step the trainer runs when `augment.device` resolves to train, else None."""
+    if resolve_augment_device(cfg, device_type) != "train":
+        return None
+    return DeviceAugment(IMAGENET_MEAN, IMAGENET_STD, per_view=device_type == "cpu")
 
 
 def resolve_batching(cfg: dict, device_type: str) -> str:

@@ -59,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
         "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0], "solarize_p": 0.0,
         "rotate_p": 0.5,            # used only by pairs whose types include "rotate" (off in the authors' setting)
         "views": [{}, {}],          # per-view overrides of the keys above (BYOL's published asymmetric blur/solarize)
+        "device": "auto",           # where rotation/jitter/blur/grayscale/solarize/normalisation run: loader (per image,
+                                    # in the workers) | train (batched on the training device, the workers only decode,
+                                    # crop, resize, flip) | auto (by benchmarks/perf/augment_throughput: loader on CPU,
+                                    # train on GPU); the same images and parameter vectors either way
     },
     "data": {
         "train": "data/imagenet/train",  # an ImageFolder root
@@ -202,6 +206,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"hier.weights has {len(h['weights'])} entries for {len(h['pairs'])} pairs")
     if len(cfg["augment"]["views"]) != 2:
         raise ConfigError("augment.views must hold two dicts (overrides for view 1 and view 2)")
+    if cfg["augment"]["device"] not in ("auto", "loader", "train"):
+        raise ConfigError(f"augment.device must be auto, loader or train, got {cfg['augment']['device']!r}")
     if cfg["optim"]["schedule_unit"] not in ("epoch", "step"):
         raise ConfigError(f"optim.schedule_unit must be epoch or step, got {cfg['optim']['schedule_unit']!r}")
     if cfg["optim"]["name"] not in ("sgd", "lars"):

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .build import build_model, build_transform
+from .build import build_device_augment, build_model, build_transform
 from .checkpoint import FORMAT, load_safe, rng_state, save_atomic, set_rng_state
 from .data import ResumableSampler, collate_views
 from .dist import DistInfo, convert_sync_batchnorm
@@ -51,12 +51,13 @@ def read_class_list(path: str | None) -> list[str] | None:
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
-def build_dataset(cfg: dict) -> MultiViewDataset:
+def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
     root = Path(cfg["data"]["train"])
     if not root.is_dir():
         raise FileNotFoundError(f"data.train={root} is not a folder; point it at an ImageFolder root "
                                 "(one sub-folder per class), e.g. data.train=/datasets/imagenet/train")
-    return MultiViewDataset(str(root), build_transform(cfg), cfg["train"]["seed"], read_class_list(cfg["data"]["class_list"]))
+    return MultiViewDataset(str(root), build_transform(cfg, device_type), cfg["train"]["seed"],
+                            read_class_list(cfg["data"]["class_list"]))
 
 
 class Pretrainer:
@@ -78,7 +79,8 @@ class Pretrainer:
         if o["batch_size"] % info.world_size:
             raise ValueError(f"optim.batch_size={o['batch_size']} is not divisible by {info.world_size} processes")
         self.per_rank = o["batch_size"] // info.world_size
-        self.dataset = build_dataset(cfg)
+        self.dataset = build_dataset(cfg, self.device.type)
+        self.device_augment = build_device_augment(cfg, self.device.type)
         self.sampler = ResumableSampler(len(self.dataset), self.per_rank, info.rank, info.world_size, t["seed"])
         self.steps_per_epoch = self.sampler.num_batches
         self.total_steps = o["epochs"] * self.steps_per_epoch
@@ -165,6 +167,8 @@ class Pretrainer:
         set_lr(self.optimizer, lr, self.base_lr, o["fix_pred_lr"])
         views = [v.to(self.device, non_blocking=True) for v in views]
         params = [p.to(self.device, non_blocking=True) for p in params]
+        if self.device_augment is not None:
+            views = self.device_augment(views, params)
         ctx = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with ctx:
             loss, logs = (self.ddp or self.model)(views, params)

@@ -25,18 +25,22 @@ class PairSpec:
 
 
 class MultiViewTransform:
-    """uint8 image (3, H, W) -> (views: list of 2P tensors (3, S, S), params: list of 2P vectors)."""
+    """uint8 image (3, H, W) -> (views: list of 2P tensors (3, S, S), params: list of 2P vectors).
 
-    def __init__(self, pairs: list[PairSpec]):
+    geometric_only: the views stop after crop/resize/flip (uint8) and the training device does the
+    rest over the whole batch (`augment.device: train`, `photometric.DeviceAugment`); the parameters
+    are drawn the same either way."""
+
+    def __init__(self, pairs: list[PairSpec], geometric_only: bool = False):
         if not pairs:
             raise ValueError("at least one pair of views is needed")
-        self.pairs = pairs
+        self.pairs, self.geometric_only = pairs, geometric_only
 
     def __call__(self, img: torch.Tensor, g: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         views, params = [], []
         for pair in self.pairs:
             for pipe in pair.views:
-                x, v = pipe(img, g)
+                x, v = pipe(img, g, self.geometric_only)
                 views.append(x)
                 params.append(v)
         return views, params

@@ -23,16 +23,17 @@ def _weights(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["simsiam", "mocov2"])
-def test_kill_9_and_resume_gives_identical_weights(demo_world, tmp_path, name):
+@pytest.mark.parametrize("name,augment", [("simsiam", "loader"), ("mocov2", "loader"), ("simsiam", "train")])
+def test_kill_9_and_resume_gives_identical_weights(demo_world, tmp_path, name, augment):
     cfg = f"configs/pretrain/{name}-hier_resnet18_1xb64-coslr-4e_demo.yaml"
     data = demo_world / "imagefolder/train"  # 160 images -> 10 steps per epoch, 20 steps in all
-    straight = run_pretrain(cfg, data, tmp_path / "a", *TINY)
+    tiny = [*TINY, f"augment.device={augment}"]
+    straight = run_pretrain(cfg, data, tmp_path / "a", *tiny)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     out = tmp_path / "b"
     cmd = [sys.executable, "-m", "pretrain.train", str(ROOT / cfg), f"data.train={data}", f"train.output={out}",
-           "data.workers=0", "train.ckpt_every_steps=1", *TINY]
+           "data.workers=0", "train.ckpt_every_steps=1", *tiny]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "log.jsonl"
     deadline = time.time() + 300
@@ -45,7 +46,7 @@ def test_kill_9_and_resume_gives_identical_weights(demo_world, tmp_path, name):
     proc.wait()
     killed_at = torch.load(out / "last.pth", weights_only=True)["global_step"]
     assert 5 <= killed_at < 20
-    resumed = run_pretrain(cfg, data, out, *TINY, "train.ckpt_every_steps=1")
+    resumed = run_pretrain(cfg, data, out, *tiny, "train.ckpt_every_steps=1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {out / 'last.pth'} at step {killed_at}" in resumed.stderr
     a, b = _weights(tmp_path / "a/last.pth"), _weights(out / "last.pth")
@@ -89,3 +90,43 @@ def test_config_errors_name_the_key(tmp_path):
     assert r.returncode == 2 and "unknown key 'lrr'" in r.stderr
     r = run_pretrain("configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml", tmp_path / "nope", tmp_path / "o")
     assert r.returncode != 0 and "is not a folder" in r.stderr
+
+
+def test_batched_photometric_path_trains_like_the_per_image_path(demo_world, tmp_path):
+    """augment.device=train (workers: crop/flip only; the trainer: the rest, batched) follows the same loss
+    trajectory and ends at the same weights as augment.device=loader."""
+    from pretrain.config import load_config
+    from pretrain.engine import Pretrainer
+
+    runs = {}
+    for mode in ("loader", "train"):
+        cfg = load_config(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml",
+                          [*TINY, f"augment.device={mode}", "train.max_steps=3", "data.workers=0",
+                           f"data.train={demo_world / 'imagefolder/train'}", f"train.output={tmp_path / mode}"])
+        trainer = Pretrainer(cfg)
+        assert (trainer.device_augment is not None) == (mode == "train")
+        trainer.run()
+        runs[mode] = ([r["loss"] for r in trainer.history], trainer.model.state_dict())
+    (la, wa), (lb, wb) = runs["loader"], runs["train"]
+    assert len(la) == 3 and la == pytest.approx(lb, rel=1e-5, abs=1e-7)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.slow
+def test_two_processes_with_the_batched_path_match_one_process(demo_world, tmp_path):
+    """torchrun, 2 CPU processes (gloo, SyncBN), augment.device=train, vs one process with the per-image
+    path on the same global batch: the same weights after 2 steps (float32 rounding differences between
+    the two reductions grow step by step: 1e-6 after one step, 1e-5 after two, 1e-4 after three)."""
+    cfg = str(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml")
+    common = [f"data.train={demo_world / 'imagefolder/train'}", "data.workers=0", "train.max_steps=2", "train.device=cpu", *TINY]
+    one = run_pretrain(cfg, demo_world / "imagefolder/train", tmp_path / "one", *TINY, "train.max_steps=2", "augment.device=loader")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
+                          "-m", "pretrain.train", cfg, *common, f"train.output={tmp_path / 'two'}", "augment.device=train"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _weights(tmp_path / "one/last.pth"), _weights(tmp_path / "two/last.pth")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
