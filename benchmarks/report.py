@@ -1,5 +1,6 @@
 """Aggregate a suite's finished cells: mean ± std over seeds, tables (Markdown, CSV, LaTeX), one figure
-per task, published reference rows apart, non-standard protocols flagged, deltas to a baseline row."""
+per task, published reference rows apart, non-standard protocols flagged, and differences to a baseline
+row with 95% confidence intervals over seeds (`stats.difference`: paired by seed where seeds match)."""
 from __future__ import annotations
 
 import csv
@@ -9,10 +10,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .references import REFERENCES
-from .suite import Suite
+from .stats import difference
+from .suite import Suite, pretrain_status, task_of
 
 TITLES = {"voc_det": "VOC07+12 det", "coco_det": "COCO det", "coco_instseg": "COCO inst. seg", "voc_seg": "VOC12 seg",
-          "cityscapes_seg": "Cityscapes seg", "linear_cls": "linear", "knn": "kNN"}
+          "cityscapes_seg": "Cityscapes seg", "linear_cls": "linear", "knn": "kNN", "colour_probe": "colour probe"}
 COLUMNS = {  # task -> (column, how to read it from metrics.json)
     "voc_det": [("AP50", lambda m: m["AP50"]), ("AP", lambda m: m["AP"]), ("AP75", lambda m: m["AP75"])],
     "coco_det": [("APbb", lambda m: m["bbox"]["AP"]), ("APbb50", lambda m: m["bbox"]["AP50"]), ("APbb75", lambda m: m["bbox"]["AP75"])],
@@ -21,6 +23,7 @@ COLUMNS = {  # task -> (column, how to read it from metrics.json)
     "cityscapes_seg": [("mIoU", lambda m: m["mIoU"])],
     "linear_cls": [("top1", lambda m: m["top1"])],
     "knn": [("top1", lambda m: m["top1"])],
+    "colour_probe": [("top1", lambda m: m["top1"])],
 }
 FLAG = {"non-standard": "†", "demo": "‡", "paper": "§"}
 
@@ -45,27 +48,36 @@ def _cells(suite: Suite) -> dict:
     return out
 
 
+def columns_of(task: str) -> list:
+    """(column, reader) pairs of a suite column (`knn@layer2` reads like `knn`)."""
+    return COLUMNS[task_of(task)]
+
+
 def aggregate(suite: Suite) -> list[dict]:
-    """One record per (checkpoint, task, column): mean, std (sample, over seeds), n, protocols, delta."""
+    """One record per (checkpoint, task, column): mean, std (sample, over seeds), n, the value per seed,
+    protocols, and with a baseline its difference (`stats.difference`: delta, delta_low/high, delta_n,
+    delta_kind, delta_contains_zero)."""
     cells = _cells(suite)
     rows = []
     for ckpt in suite.checkpoints:
         for task in suite.tasks:
             ms = cells[(ckpt.name, task)]["metrics"]
-            for col, read in COLUMNS[task]:
-                vals = [float(read(m)) for m in ms]
+            for col, read in columns_of(task):
+                vals = {m["seed"]: float(read(m)) for m in ms}
                 rows.append({"checkpoint": ckpt.name, "method": ckpt.method, "epochs": ckpt.epochs, "data": ckpt.data,
-                             "task": task, "metric": col, "n": len(vals),
-                             "mean": statistics.fmean(vals) if vals else None,
-                             "std": statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None),
+                             "task": task, "metric": col, "n": len(vals), "values": vals,
+                             "mean": statistics.fmean(vals.values()) if vals else None,
+                             "std": statistics.stdev(vals.values()) if len(vals) > 1 else (0.0 if vals else None),
                              "protocols": sorted({m["protocol"] for m in ms}),
                              "protocol_names": sorted({m.get("protocol_name") or m.get("preset", "") for m in ms} - {""}),
+                             "stages": sorted({m.get("stage", 4) for m in ms}),
                              "dataset": next((m.get("dataset") for m in ms if m.get("dataset")), None)})
     if suite.baseline:
-        base = {(r["task"], r["metric"]): r["mean"] for r in rows if r["checkpoint"] == suite.baseline}
+        base = {(r["task"], r["metric"]): r["values"] for r in rows if r["checkpoint"] == suite.baseline}
         for r in rows:
             b = base.get((r["task"], r["metric"]))
-            r["delta"] = None if r["checkpoint"] == suite.baseline or b is None or r["mean"] is None else r["mean"] - b
+            d = difference(r["values"], b) if r["checkpoint"] != suite.baseline and b else {}
+            r.update({"delta": d.get("delta")}, **{f"delta_{k}": d.get(k) for k in ("low", "high", "n", "kind", "contains_zero")})
     return rows
 
 
@@ -86,24 +98,46 @@ def _references(suite: Suite, rows: list[dict]) -> list[dict]:
         return []
     cols = set(_columns(suite))
     datasets = {r["task"]: r["dataset"] for r in rows if r["dataset"]}
-    keep = lambda t, m: (t, m) in cols and (t not in ("linear_cls", "knn") or datasets.get(t) == "ImageNet-1K")
+    stages = {r["task"]: r["stages"] for r in rows if r["stages"]}
+    keep = lambda t, m: ((t, m) in cols and stages.get(t, [4]) == [4]  # published values are last-stage features
+                         and (t not in ("linear_cls", "knn") or datasets.get(t) == "ImageNet-1K"))
     refs = [dict(ref, values={k: v for k, v in ref["values"].items() if keep(*k)}) for ref in REFERENCES]
     return [ref for ref in refs if ref["values"]]
 
 
 def _columns(suite: Suite) -> list[tuple[str, str]]:
-    return [(t, c) for t in suite.tasks for c, _ in COLUMNS[t]]
+    return [(t, c) for t in suite.tasks for c, _ in columns_of(t)]
+
+
+def _title(task: str) -> str:
+    """`knn` -> "kNN", `knn@layer2` -> "kNN layer2"."""
+    base, _, label = task.partition("@")
+    return f"{TITLES[base]} {label}".strip()
 
 
 def _header(suite: Suite, rows: list[dict], task: str, col: str) -> str:
-    title = TITLES[task]
-    if task in ("linear_cls", "knn"):
+    title = _title(task)
+    if task_of(task) in ("linear_cls", "knn", "colour_probe"):
         ds = next((r["dataset"] for r in rows if r["task"] == task and r["dataset"]), None)
         title = f"{title} {ds}" if ds else title
+        stages = sorted({s for r in rows if r["task"] == task for s in r["stages"]} - {4})
+        title += "".join(f" layer{s}" for s in stages if f"layer{s}" not in task)
     return f"{title} {col}"
 
 
+def ci_text(r: dict) -> str:
+    """A difference cell: "+1.23 [+0.45, +2.01]", "... (0 in CI)" when the interval contains 0, or the
+    difference alone "(1 seed: no interval)"; "–" without values."""
+    if r.get("delta") is None:
+        return "–"
+    if r["delta_low"] is None:
+        return f"{r['delta']:+.2f} (1 seed: no interval)"
+    return f"{r['delta']:+.2f} [{r['delta_low']:+.2f}, {r['delta_high']:+.2f}]" + (" (0 in CI)" if r["delta_contains_zero"] else "")
+
+
 def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
+    """Per task column: <task>.png, mean ± std over seeds per row; with a baseline, <task>_diff.png, each
+    row's difference to it with its 95% confidence interval (hatched: the interval contains 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,23 +146,46 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in suite.tasks:
-        col = COLUMNS[task][0][0]
+        col = columns_of(task)[0][0]
         sel = [r for r in rows if r["task"] == task and r["metric"] == col and r["mean"] is not None]
         if not sel:
             continue
+        flags = "".join(sorted({FLAG[p] for r in sel for p in r["protocols"] if p in FLAG}))
+        header = _header(suite, rows, task, col)
+        name = task.replace("@", "_")
         fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(sel), 3.2))
         ax.bar(range(len(sel)), [r["mean"] for r in sel], yerr=[r["std"] for r in sel], capsize=4,
                color=["#4c72b0" if r["checkpoint"] != suite.baseline else "#999999" for r in sel])
         ax.set_xticks(range(len(sel)), [r["checkpoint"] for r in sel], rotation=15, ha="right", fontsize=8)
-        flags = "".join(sorted({FLAG[p] for r in sel for p in r["protocols"] if p in FLAG}))
         ax.set_ylabel(col)
-        ax.set_title(f"{_header(suite, rows, task, col)} (mean ± std over seeds){' ' + flags if flags else ''}", fontsize=9)
-        fig.tight_layout()
-        path = folder / f"{task}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        ax.set_title(f"{header} (mean ± std over seeds){' ' + flags if flags else ''}", fontsize=9)
+        paths.append(_save(fig, folder / f"{name}.png"))
+        diff = [r for r in sel if r.get("delta") is not None]
+        if not diff:
+            continue
+        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(diff), 3.2))
+        err = [[r["delta"] - r["delta_low"] if r["delta_low"] is not None else 0 for r in diff],
+               [r["delta_high"] - r["delta"] if r["delta_high"] is not None else 0 for r in diff]]
+        bars = ax.bar(range(len(diff)), [r["delta"] for r in diff], yerr=err, capsize=4, color="#4c72b0")
+        for bar, r in zip(bars, diff):
+            if r["delta_contains_zero"] is not False:  # 0 in the interval, or no interval (one seed)
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(diff)), [r["checkpoint"] for r in diff], rotation=15, ha="right", fontsize=8)
+        ax.set_ylabel(f"{col} − {suite.baseline}")
+        ax.set_title(f"{header}: difference to {suite.baseline} (95% CI over seeds)", fontsize=9)
+        paths.append(_save(fig, folder / f"{name}_diff.png"))
     return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _latex(suite: Suite, rows: list[dict]) -> str:
@@ -137,9 +194,10 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
     latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$", "§": r"\S{}",
              "*": r"$^*$", "\\": ""}
     esc = lambda s: "".join(latex.get(ch, ch) for ch in str(s))
-    groups = " & ".join(rf"\multicolumn{{{len(COLUMNS[t])}}}{{c}}{{{esc(TITLES[t])}}}" for t in suite.tasks)
-    lines = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
-             "checkpoint & " + " & ".join(esc(c) for _, c in cols) + r" \\", r"\midrule"]
+    groups = " & ".join(rf"\multicolumn{{{len(columns_of(t))}}}{{c}}{{{esc(_title(t))}}}" for t in suite.tasks)
+    head = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
+            "checkpoint & " + " & ".join(esc(c) for _, c in cols) + r" \\", r"\midrule"]
+    lines = list(head)
     for ck in suite.checkpoints:
         lines.append(esc(ck.name) + " & " + " & ".join(esc(_fmt(by[(ck.name, t, c)])) for t, c in cols) + r" \\")
     refs = _references(suite, rows)
@@ -149,7 +207,24 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
             lines.append(esc(f"{ref['name']} (published)") + " & "
                          + " & ".join(esc(_ref_cell(ref, k)) for k in cols) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
+    if suite.baseline:  # the differences, with their 95% confidence intervals
+        lines += ["", f"% difference to {esc(suite.baseline)}: mean over seeds [95% CI]; (0 in CI): not significant", *head]
+        for ck in suite.checkpoints:
+            if ck.name != suite.baseline:
+                lines.append(esc(ck.name) + " & " + " & ".join(esc(ci_text(by[(ck.name, t, c)])) for t, c in cols) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def _pretrain_cell(folder: Path) -> str:
+    """"done (N steps) | <final loss>", "FAILED: <error> | –" or "not finished | –" for a pretraining folder."""
+    status = pretrain_status(folder)
+    if status == "done":
+        s = json.loads((folder / "pretrain_summary.json").read_text())
+        return f"done ({s['steps']} steps) | {s['loss_last']:.4f}"
+    if status == "failed":
+        return f"FAILED: {json.loads((folder / 'failed.json').read_text()).get('error', '')} | –"
+    return "not finished | –"
 
 
 def write_report(suite: Suite) -> Path:
@@ -163,15 +238,18 @@ def write_report(suite: Suite) -> Path:
 
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "checkpoint", "method", "epochs", "data", "task", "metric", "mean", "std", "n", "protocol", "delta", "source"])
+        w.writerow(["row", "checkpoint", "method", "epochs", "data", "task", "metric", "mean", "std", "n", "protocol", "delta",
+                    "delta_ci_low", "delta_ci_high", "delta_n", "delta_ci", "ci_contains_0", "source"])
+        num = lambda v: "" if v is None else f"{v:.4f}"
         for r in rows:
             w.writerow(["measured", r["checkpoint"], r["method"], r["epochs"], r["data"], r["task"], r["metric"],
-                        "" if r["mean"] is None else f"{r['mean']:.4f}", "" if r["std"] is None else f"{r['std']:.4f}", r["n"],
-                        "+".join(r["protocols"]), "" if r.get("delta") is None else f"{r['delta']:.4f}", "this suite"])
+                        num(r["mean"]), num(r["std"]), r["n"], "+".join(r["protocols"]), num(r.get("delta")),
+                        num(r.get("delta_low")), num(r.get("delta_high")), r.get("delta_n") or "", r.get("delta_kind") or "",
+                        "" if r.get("delta_contains_zero") is None else str(r["delta_contains_zero"]).lower(), "this suite"])
         for ref in _references(suite, rows):
             for (task, metric), v in ref["values"].items():
                 w.writerow(["published", ref["name"], "", "", "IN-1k", task, metric, v, "", "",
-                            ref.get("notes", {}).get((task, metric), ref["protocol"]), "", ref["source"]])
+                            ref.get("notes", {}).get((task, metric), ref["protocol"]), "", "", "", "", "", "", ref["source"]])
     (out / "results.tex").write_text(_latex(suite, rows))
     figures = _figures(suite, rows, out / "figures")
 
@@ -184,9 +262,29 @@ def write_report(suite: Suite) -> Path:
     for ck in suite.checkpoints:
         md.append(f"| {ck.name} | {ck.method} | {ck.epochs or ''} | {ck.data} | "
                   + " | ".join(_fmt(by[(ck.name, t, c)]) for t, c in cols) + " |")
+    if suite.baseline:
+        kinds = {r["delta_kind"] for r in rows if r.get("delta_kind")}
+        md += ["", f"## Differences to {suite.baseline} (mean over seeds, 95% confidence interval)", "",
+               "| checkpoint | " + " | ".join(_header(suite, rows, t, c) for t, c in cols) + " |", "|---|" + "---|" * len(cols)]
+        md += [f"| {ck.name} | " + " | ".join(ci_text(by[(ck.name, t, c)]) for t, c in cols) + " |"
+               for ck in suite.checkpoints if ck.name != suite.baseline]
+        md += ["", "Student-t intervals: " + "; ".join(
+            text for kind, text in (("paired", "paired by seed over the seeds both rows have (t with n − 1 degrees of freedom)"),
+                                    ("unpaired", "unpaired where fewer than two seeds match (Welch)"),
+                                    ("none", "one seed: the difference alone, no interval can be given")) if kind in kinds)
+               + ". (0 in CI): the interval contains 0, the difference is not significant at 5%."]
+    pre = [(ck, ps) for ck in suite.checkpoints for ps in suite.pretrainings(ck)]
+    if pre:
+        md += ["", "## Pretraining (rows given as configs)", "", "| row | config | overrides | seed | status | final loss |",
+               "|---|---|---|---|---|---|"]
+        for ck, ps in pre:
+            md.append(f"| {ck.name} | `{Path(ck.config).name}` | {' '.join(f'`{o}`' for o in ck.overrides) or '–'} | "
+                      f"{'config' if ps is None else ps} | {_pretrain_cell(suite.pretrain_dir(ck, ps))} |")
+        if suite.pretrain.overrides:
+            md += ["", "Every row also: " + " ".join(f"`{o}`" for o in suite.pretrain.overrides)]
     used = sorted({p for r in rows for p in r["protocols"]})
     md += ["", "Protocols: " + "; ".join(
-        f"{TITLES[t]}: {', '.join(sorted({n for r in rows if r['task'] == t for n in r['protocol_names']})) or '–'}" for t in suite.tasks)]
+        f"{_title(t)}: {', '.join(sorted({n for r in rows if r['task'] == t for n in r['protocol_names']})) or '–'}" for t in suite.tasks)]
     if "non-standard" in used:
         md.append("† non-standard protocol (fewer GPUs, another batch or schedule; each cell's metrics.json lists the changes): "
                   "not comparable with published numbers.")

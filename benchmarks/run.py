@@ -6,13 +6,18 @@ Each cell (checkpoint, task, seed) runs `tools/run_transfer.py` in its own folde
 `<output>/cells/<checkpoint>/<task>/s<seed>/` and is finished when its metrics.json exists: a restarted
 suite skips finished cells (and a cell's own run resumes from its last checkpoint). A failing cell is
 recorded in failed.json with its error and the others go on; a task whose engine is not installed is
-recorded as skipped with the reason. With `--scheduler slurm` every unfinished cell becomes an sbatch
-job (scripts under <output>/slurm/); run `--report-only` once they are done.
+recorded as skipped with the reason. A row given as a pretraining `config` is first pretrained, one
+pretraining cell per config (and seed with `pretrain.per_seed`) in `<output>/pretrain/<row>[/s<seed>]/`,
+finished when its pretrain_summary.json reports the whole schedule; a killed pretraining resumes from its
+last.pth; if it fails, its transfer cells are marked failed and the other rows go on. With
+`--scheduler slurm` every unfinished cell becomes an sbatch job (scripts under <output>/slurm/; transfer
+jobs of a config row depend on its pretraining job); run `--report-only` once they are done.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .report import write_report
-from .suite import ENGINES, Suite, SuiteError, load_suite
+from .suite import ENGINES, Suite, SuiteError, load_suite, pretrain_status, task_of
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = {"detectron2": "detectron2 is not installed (install it by its official instructions; see README)",
@@ -40,10 +45,16 @@ def cell_status(folder: Path) -> str:
     return "todo"
 
 
+def pretrain_command(suite: Suite, ckpt, seed: int | None) -> list[str]:
+    launcher = shlex.split(suite.pretrain.launch) or [sys.executable]
+    return [*launcher, "-m", "pretrain.train", ckpt.config, *suite.pretrain.overrides, *ckpt.overrides,
+            *([f"train.seed={seed}"] if seed is not None else []), f"train.output={suite.pretrain_dir(ckpt, seed)}"]
+
+
 def cell_command(suite: Suite, ckpt, task: str, seed: int) -> list[str]:
     launcher = shlex.split(suite.launch.get(task) or "") or [sys.executable]
-    return [*launcher, str(ROOT / "tools/run_transfer.py"), "--task", task, "--weights", ckpt.path, "--seed", str(seed),
-            "--output", str(suite.cell_dir(ckpt, task, seed)), *suite.tasks[task]]
+    return [*launcher, str(ROOT / "tools/run_transfer.py"), "--task", task_of(task), "--weights", suite.weights(ckpt, seed),
+            "--seed", str(seed), "--output", str(suite.cell_dir(ckpt, task, seed)), *suite.tasks[task]]
 
 
 def _write(path: Path, obj) -> None:
@@ -52,46 +63,90 @@ def _write(path: Path, obj) -> None:
     write_json(path, obj)
 
 
+def _run_logged(cmd: list[str], folder: Path, log_name: str, record: dict, done) -> str:
+    """Run `cmd` with its output appended to folder/log_name; "done" if it succeeds and done() holds,
+    else "failed" with failed.json (the error line, the log's tail, the command)."""
+    t0 = time.time()
+    with open(folder / log_name, "a") as log:
+        log.write(f"$ {shlex.join(cmd)}\n")
+        log.flush()
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc == 0 and done():
+        return "done"
+    tail = (folder / log_name).read_text(errors="replace").splitlines()[-15:]
+    error = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
+    _write(folder / "failed.json", {**record, "returncode": rc, "error": error.strip(), "log_tail": tail,
+                                    "seconds": round(time.time() - t0, 1), "command": shlex.join(cmd)})
+    return "failed"
+
+
+def run_pretrain_cell(suite: Suite, ckpt, seed: int | None) -> str:
+    """Pretrain a config row (resuming a stopped run) to the end of its schedule; returns its status."""
+    folder = suite.pretrain_dir(ckpt, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "failed.json").unlink(missing_ok=True)
+    return _run_logged(pretrain_command(suite, ckpt, seed), folder, "pretrain.log",
+                       {"checkpoint": ckpt.name, "config": ckpt.config, "seed": seed}, lambda: pretrain_status(folder) == "done")
+
+
 def run_cell(suite: Suite, ckpt, task: str, seed: int) -> str:
     """Run one cell to completion; returns its final status."""
     folder = suite.cell_dir(ckpt, task, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "failed.json").unlink(missing_ok=True)
-    engine = ENGINES.get(task)
+    engine = ENGINES.get(task_of(task))
     if engine and importlib.util.find_spec(engine) is None:
         _write(folder / "skipped.json", {"task": task, "reason": INSTALL[engine]})
         return "skipped"
     (folder / "skipped.json").unlink(missing_ok=True)
-    cmd = cell_command(suite, ckpt, task, seed)
-    t0 = time.time()
-    with open(folder / "cell.log", "a") as log:
-        log.write(f"$ {shlex.join(cmd)}\n")
-        log.flush()
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    if rc == 0 and (folder / "metrics.json").is_file():
-        return "done"
-    tail = (folder / "cell.log").read_text(errors="replace").splitlines()[-15:]
-    error = next((line for line in reversed(tail) if "error" in line.lower()), tail[-1] if tail else "no output")
-    _write(folder / "failed.json", {"task": task, "checkpoint": ckpt.name, "seed": seed, "returncode": rc, "error": error.strip(),
-                                    "log_tail": tail, "seconds": round(time.time() - t0, 1), "command": shlex.join(cmd)})
-    return "failed"
+    record = {"task": task, "checkpoint": ckpt.name, "seed": seed}
+    for pseed in suite.pretrainings(ckpt):
+        pdir = suite.pretrain_dir(ckpt, pseed)
+        if pseed in (None, seed) and pretrain_status(pdir) != "done":
+            _write(folder / "failed.json", {**record, "error": f"its pretraining did not finish (see {pdir})"})
+            return "failed"
+    return _run_logged(cell_command(suite, ckpt, task, seed), folder, "cell.log", record, lambda: (folder / "metrics.json").is_file())
+
+
+def _sbatch(script: Path, depends: str | None, dry_run: bool) -> str | None:
+    """Submit `script` (after job `depends`); returns the job id, or None when not submitted."""
+    if dry_run or shutil.which("sbatch") is None:
+        print(f"[slurm] wrote {script}" + (f" (after {depends})" if depends else "")
+              + ("" if dry_run else " (sbatch not found: submit it yourself)"))
+        return None
+    cmd = ["sbatch", *([f"--dependency=afterok:{depends}"] if depends and depends.isdigit() else []), str(script)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print(f"[slurm] {script.name}: {out.stdout.strip() or out.stderr.strip()}")
+    m = re.search(r"Submitted batch job (\d+)", out.stdout)
+    return m.group(1) if m else None
+
+
+def _script(path: Path, job: str, log: Path, sbatch_args: str, cmd: list[str]) -> Path:
+    path.write_text("#!/bin/bash\n" f"#SBATCH --job-name={job}\n" f"#SBATCH --output={log}/slurm-%j.log\n"
+                    f"{sbatch_args and '#SBATCH ' + sbatch_args}\n" f"mkdir -p {shlex.quote(str(log))}\n"
+                    f"cd {shlex.quote(str(ROOT))} && {shlex.join(cmd)}\n")
+    return path
 
 
 def submit_slurm(suite: Suite, cells, sbatch_args: str, dry_run: bool) -> None:
-    """One sbatch script per unfinished cell; each job writes the same cell folder as a local run."""
+    """One sbatch script per unfinished pretraining and cell; each job writes the same folder as a local run,
+    and the cells of a config row wait for its pretraining job (--dependency=afterok)."""
     folder = suite.output / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
+    jobs: dict[tuple, str | None] = {}
+    for ckpt in suite.checkpoints:
+        for pseed in suite.pretrainings(ckpt):
+            pdir = suite.pretrain_dir(ckpt, pseed)
+            if pretrain_status(pdir) == "done":
+                continue
+            tag = f"{ckpt.slug}" + ("" if pseed is None else f"__s{pseed}")
+            script = _script(folder / f"pretrain__{tag}.sh", f"pretrain-{tag}", pdir, sbatch_args, pretrain_command(suite, ckpt, pseed))
+            jobs[(ckpt.name, pseed)] = _sbatch(script, None, dry_run) or script.name
     for ckpt, task, seed in cells:
         cell = suite.cell_dir(ckpt, task, seed)
-        script = folder / f"{ckpt.slug}__{task}__s{seed}.sh"
-        script.write_text("#!/bin/bash\n" f"#SBATCH --job-name={task}-{ckpt.slug}-s{seed}\n" f"#SBATCH --output={cell}/slurm-%j.log\n"
-                          f"{sbatch_args and '#SBATCH ' + sbatch_args}\n" f"mkdir -p {shlex.quote(str(cell))}\n"
-                          f"cd {shlex.quote(str(ROOT))} && {shlex.join(cell_command(suite, ckpt, task, seed))}\n")
-        if dry_run or shutil.which("sbatch") is None:
-            print(f"[slurm] wrote {script}" + ("" if dry_run else " (sbatch not found: submit it yourself)"))
-        else:
-            out = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
-            print(f"[slurm] {script.name}: {out.stdout.strip() or out.stderr.strip()}")
+        script = _script(folder / f"{ckpt.slug}__{task.replace('@', '_')}__s{seed}.sh", f"{task}-{ckpt.slug}-s{seed}", cell,
+                         sbatch_args, cell_command(suite, ckpt, task, seed))
+        _sbatch(script, jobs.get((ckpt.name, seed if suite.pretrain.per_seed else None)), dry_run)
 
 
 def main(argv=None) -> int:
@@ -109,23 +164,40 @@ def main(argv=None) -> int:
         return 2
     cells = suite.cells()
     todo = [c for c in cells if cell_status(suite.cell_dir(*c)) != "done"]
+    pre = [(c, ps) for c in suite.checkpoints for ps in suite.pretrainings(c)]
+    pre_todo = sum(pretrain_status(suite.pretrain_dir(c, ps)) != "done" for c, ps in pre)
     print(f"[bench] {suite.name}: {len(suite.checkpoints)} checkpoints x {len(suite.tasks)} tasks x {len(suite.seeds)} seeds "
-          f"= {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run -> {suite.output}")
+          f"= {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run"
+          + (f"; {len(pre)} pretrainings, {pre_todo} to run" if pre else "") + f" -> {suite.output}")
     if not args.report_only:
         if args.scheduler == "slurm":
             submit_slurm(suite, todo, args.sbatch_args, args.dry_run)
             return 0
         if args.dry_run:
+            for c, ps in pre:
+                print("  " + shlex.join(pretrain_command(suite, c, ps)))
             for c in todo:
                 print("  " + shlex.join(cell_command(suite, *c)))
             return 0
-        bar = tqdm(todo, desc="cells", unit="cell", dynamic_ncols=True)
-        for ckpt, task, seed in bar:
-            bar.set_postfix_str(f"{ckpt.name} / {task} / seed {seed}")
+        work = []  # row by row: its pretraining(s), then its cells
+        for c in suite.checkpoints:
+            work += [("pretrain", c, ps) for ps in suite.pretrainings(c) if pretrain_status(suite.pretrain_dir(c, ps)) != "done"]
+            work += [("cell", *t) for t in todo if t[0] is c]
+        bar = tqdm(work, desc="cells", unit="cell", dynamic_ncols=True)
+        for kind, ckpt, *rest in bar:
             t0 = time.time()
-            status = run_cell(suite, ckpt, task, seed)
-            tqdm.write(f"[bench] {ckpt.name} / {task} / seed {seed}: {status} ({time.time() - t0:.0f} s)"
-                       + (f" -> {suite.cell_dir(ckpt, task, seed) / 'failed.json'}" if status == "failed" else ""))
+            if kind == "pretrain":
+                what = f"{ckpt.name} / pretraining" + ("" if rest[0] is None else f" / seed {rest[0]}")
+                bar.set_postfix_str(what)
+                status = run_pretrain_cell(suite, ckpt, rest[0])
+                where = suite.pretrain_dir(ckpt, rest[0])
+            else:
+                task, seed = rest
+                what = f"{ckpt.name} / {task} / seed {seed}"
+                bar.set_postfix_str(what)
+                status = run_cell(suite, ckpt, task, seed)
+                where = suite.cell_dir(ckpt, task, seed)
+            tqdm.write(f"[bench] {what}: {status} ({time.time() - t0:.0f} s)" + (f" -> {where / 'failed.json'}" if status == "failed" else ""))
     report = write_report(suite)
     print(f"[bench] report: {report}")
     statuses = [cell_status(suite.cell_dir(*c)) for c in cells]

@@ -3,31 +3,44 @@
     name: my-suite
     output: work_dirs/bench/my-suite          # cells and reports go here
     seeds: [0, 1, 2]
-    baseline: SimSiam                          # row the deltas are taken against (optional)
+    baseline: SimSiam                          # row the differences are taken against (optional)
     references: true                           # add published rows (benchmarks/references.py)
     checkpoints:
       - {name: SimSiam, path: ckpts/simsiam.pth, method: SimSiam, epochs: 200, data: IN-1k}
       - {name: SimSiam + method, path: ckpts/hier.pth, method: SimSiam-hier, epochs: 200, data: IN-1k}
+      - {name: no expansion, config: configs/pretrain/simsiam-hier-noexpand_resnet50_8xb32-coslr-200e_in100.yaml,
+         overrides: [optim.epochs=100]}       # a row the runner pretrains itself (ablations)
+    pretrain:                                  # how `config` rows are pretrained (optional)
+      overrides: [data.train=/datasets/imagenet/train]   # for every config row, before the row's own
+      launch: torchrun --nproc_per_node 8      # default: this python
+      per_seed: true                           # one pretraining per seed (train.seed=seed; cell seed s uses it)
     tasks:                                     # task -> extra run_transfer.py arguments
       voc_det: [--data-root, /datasets, --num-gpus, "8"]
       linear_cls: [--data, /datasets/imagenet, --dataset, imagenet]
+      knn@layer2: [--data, /datasets/imagenet, --stage, "2"]   # TASK@LABEL: another column of the same task
       voc_seg:                                 # or {args, launch}: a launcher instead of `python`
         args: [--data-root, /datasets/VOC2012, --launcher, pytorch]
         launch: torchrun --nproc_per_node 4
-A checkpoint path that does not exist from the current folder is taken relative to the suite file;
-`output` is relative to the current folder. `path: random` gives a randomly initialised baseline.
+A checkpoint path or config that does not exist from the current folder is taken relative to the suite
+file (configs also relative to the project); `output` is relative to the current folder. All become
+absolute paths, since the cells run from the project folder. `path: random`
+gives a randomly initialised baseline. `${VAR}` and `${VAR:-default}` in any string are replaced by
+environment variables.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-TASKS = ("voc_det", "coco_det", "coco_instseg", "voc_seg", "cityscapes_seg", "linear_cls", "knn")
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("voc_det", "coco_det", "coco_instseg", "voc_seg", "cityscapes_seg", "linear_cls", "knn", "colour_probe")
 ENGINES = {"voc_det": "detectron2", "coco_det": "detectron2", "coco_instseg": "detectron2",
-           "voc_seg": "mmseg", "cityscapes_seg": "mmseg"}
+           "voc_seg": "mmseg", "cityscapes_seg": "mmseg"}  # by task (see task_of)
 
 
 class SuiteError(ValueError):
@@ -36,15 +49,42 @@ class SuiteError(ValueError):
 
 @dataclass
 class Checkpoint:
+    """A row: a checkpoint file (`path`), or a pretraining config the runner pretrains (`config`)."""
+
     name: str
-    path: str
+    path: str = ""
     method: str = ""
     epochs: int | None = None
     data: str = ""
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-")
+
+
+@dataclass
+class Pretraining:
+    overrides: list[str] = field(default_factory=list)
+    launch: str = ""
+    per_seed: bool = False
+
+
+def pretrain_status(folder: Path) -> str:
+    """done (pretrain_summary.json reports the whole schedule), failed (failed.json), or todo (not
+    started, or stopped part-way: rerunning resumes from its last.pth)."""
+    summary = folder / "pretrain_summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        if s.get("steps") == s.get("total_steps"):
+            return "done"
+    return "failed" if (folder / "failed.json").is_file() else "todo"
+
+
+def task_of(column: str) -> str:
+    """The run_transfer.py task of a suite column (`knn@layer2` -> `knn`)."""
+    return column.split("@", 1)[0]
 
 
 @dataclass
@@ -57,50 +97,100 @@ class Suite:
     baseline: str | None = None
     references: bool = True
     launch: dict[str, str] = field(default_factory=dict)  # task -> launcher command ("" = this python)
+    pretrain: Pretraining = field(default_factory=Pretraining)
 
     def cells(self):
-        """Every (checkpoint, task, seed), in the order they run."""
+        """Every (checkpoint, task column, seed), in the order they run."""
         return [(c, t, s) for c in self.checkpoints for t in self.tasks for s in self.seeds]
 
     def cell_dir(self, ckpt: Checkpoint, task: str, seed: int) -> Path:
-        return self.output / "cells" / ckpt.slug / task / f"s{seed}"
+        return self.output / "cells" / ckpt.slug / task.replace("@", "_") / f"s{seed}"
+
+    def pretrainings(self, ckpt: Checkpoint) -> list[int | None]:
+        """The pretraining runs of a config row: one per seed (per_seed) or one (None); none for a path row."""
+        if not ckpt.config:
+            return []
+        return list(self.seeds) if self.pretrain.per_seed else [None]
+
+    def pretrain_dir(self, ckpt: Checkpoint, seed: int | None) -> Path:
+        return self.output / "pretrain" / ckpt.slug / ("" if seed is None else f"s{seed}")
+
+    def weights(self, ckpt: Checkpoint, seed: int) -> str:
+        """What the cell (ckpt, ·, seed) evaluates: the row's file, or its pretraining's last.pth."""
+        if not ckpt.config:
+            return ckpt.path
+        return str(self.pretrain_dir(ckpt, seed if self.pretrain.per_seed else None) / "last.pth")
 
 
-def _path(value: str, base: Path) -> str:
-    if value in ("random",) or Path(value).is_absolute() or Path(value).exists():
+def _path(value: str, base: Path, *more: Path) -> str:
+    """An absolute path (cells run from the project folder): as given if it exists from the current folder,
+    else the first of `more` where it exists, else relative to `base`."""
+    if value in ("random",):
         return value
-    return str(base / value)
+    if Path(value).is_absolute() or Path(value).exists():
+        return str(Path(value).resolve())
+    return str(next((b / value for b in more if (b / value).exists()), base / value).resolve())
+
+
+_VAR = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")
+
+
+def _expand(value, where: str):
+    """${VAR} / ${VAR:-default} in every string of a YAML value, from the environment."""
+    if isinstance(value, dict):
+        return {k: _expand(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m):
+        if m.group(1) in os.environ:
+            return os.environ[m.group(1)]
+        if m.group(2) is None:
+            raise SuiteError(f"{where}: ${{{m.group(1)}}} is not set; export {m.group(1)}=... or write ${{{m.group(1)}:-default}}")
+        return m.group(3)
+
+    return _VAR.sub(sub, value)
 
 
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = _expand(yaml.safe_load(path.read_text()) or {}, str(path))
     where = lambda key: f"{path}: {key}"
-    unknown = set(doc) - {"name", "output", "seeds", "baseline", "references", "checkpoints", "tasks"}
+    unknown = set(doc) - {"name", "output", "seeds", "baseline", "references", "checkpoints", "tasks", "pretrain"}
     if unknown:
         raise SuiteError(f"{path}: unknown keys {sorted(unknown)}")
     if not doc.get("checkpoints"):
         raise SuiteError(where("checkpoints") + " is missing or empty")
     if not doc.get("tasks"):
         raise SuiteError(where("tasks") + " is missing or empty")
-    base = path.parent
+    base = path.parent.resolve()
     ckpts = []
     for i, c in enumerate(doc["checkpoints"]):
-        if not isinstance(c, dict) or "name" not in c or "path" not in c:
-            raise SuiteError(where(f"checkpoints[{i}]") + " needs at least `name` and `path`")
-        extra = set(c) - {"name", "path", "method", "epochs", "data"}
+        if not isinstance(c, dict) or "name" not in c or ("path" in c) == ("config" in c):
+            raise SuiteError(where(f"checkpoints[{i}]") + " needs `name` and one of `path` (a checkpoint) or `config` (pretrained by the runner)")
+        extra = set(c) - {"name", "path", "method", "epochs", "data", "config", "overrides"}
         if extra:
             raise SuiteError(where(f"checkpoints[{i}]") + f" has unknown keys {sorted(extra)}")
-        ckpts.append(Checkpoint(**{**c, "path": _path(str(c["path"]), base)}))
+        if "config" in c:
+            c = {**c, "config": _path(str(c["config"]), base, base, ROOT), "overrides": [str(o) for o in c.get("overrides") or []]}
+            if not Path(c["config"]).is_file():
+                raise SuiteError(where(f"checkpoints[{i}].config") + f" {c['config']} is not a file")
+        elif c.get("overrides"):
+            raise SuiteError(where(f"checkpoints[{i}].overrides") + " only applies to a `config` row")
+        else:
+            c = {**c, "path": _path(str(c["path"]), base)}
+        ckpts.append(Checkpoint(**c))
     names = [c.name for c in ckpts]
     if len(set(c.slug for c in ckpts)) != len(ckpts):
         raise SuiteError(where("checkpoints") + f" names must be unique: {names}")
     tasks, launch = {}, {}
     for t, args in doc["tasks"].items():
-        if t not in TASKS:
-            raise SuiteError(where(f"tasks.{t}") + f": unknown task; choose from {', '.join(TASKS)}")
+        if task_of(t) not in TASKS:
+            raise SuiteError(where(f"tasks.{t}") + f": unknown task; choose from {', '.join(TASKS)} (TASK@LABEL for variants)")
         if isinstance(args, dict):
             extra = set(args) - {"args", "launch"}
             if extra:
@@ -113,5 +203,10 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(where("seeds") + " must be a list of integers")
     if doc.get("baseline") and doc["baseline"] not in names:
         raise SuiteError(where("baseline") + f" {doc['baseline']!r} is not a checkpoint name ({names})")
-    out = Path(doc.get("output") or f"work_dirs/bench/{doc.get('name', path.stem)}")
-    return Suite(doc.get("name", path.stem), out, ckpts, tasks, seeds, doc.get("baseline"), doc.get("references", True), launch)
+    pre = doc.get("pretrain") or {}
+    if not isinstance(pre, dict) or set(pre) - {"overrides", "launch", "per_seed"}:
+        raise SuiteError(where("pretrain") + " takes overrides (a list), launch (a command) and per_seed (true/false)")
+    pretrain = Pretraining([str(o) for o in pre.get("overrides") or []], str(pre.get("launch") or ""), bool(pre.get("per_seed", False)))
+    out = Path(doc.get("output") or f"work_dirs/bench/{doc.get('name', path.stem)}").resolve()
+    return Suite(doc.get("name", path.stem), out, ckpts, tasks, seeds, doc.get("baseline"), doc.get("references", True), launch,
+                 pretrain)

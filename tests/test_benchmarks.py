@@ -26,7 +26,12 @@ def _suite(tmp_path, checkpoints, tasks, seeds=(0, 1), baseline=None):
 
 @pytest.mark.parametrize("bad,needle", [
     ({"tasks": {"voc_dett": []}}, "tasks.voc_dett: unknown task"),
-    ({"checkpoints": [{"path": "x"}]}, "checkpoints[0] needs at least `name` and `path`"),
+    ({"checkpoints": [{"path": "x"}]}, "checkpoints[0] needs `name` and one of `path`"),
+    ({"checkpoints": [{"name": "a", "path": "x", "config": "y"}]}, "checkpoints[0] needs `name` and one of `path`"),
+    ({"checkpoints": [{"name": "a", "config": "nope.yaml"}]}, "checkpoints[0].config"),
+    ({"checkpoints": [{"name": "a", "path": "random", "overrides": ["x=1"]}]}, "only applies to a `config` row"),
+    ({"tasks": {"knn": ["--data", "${HA_SURELY_UNSET_VAR}"]}}, "HA_SURELY_UNSET_VAR} is not set"),
+    ({"pretrain": {"launcher": "x"}}, "pretrain takes overrides"),
     ({"baseline": "nope"}, "baseline 'nope' is not a checkpoint name"),
     ({"seeds": "0"}, "seeds must be a list of integers"),
 ])
@@ -114,3 +119,64 @@ def test_paper_protocol_rows_and_reference_protocols_are_marked(tmp_path):
     assert published[("supervised IN-1k", "top1")]["protocol"].startswith("supervised end-to-end training")
     assert published[("MoCo v2 200e", "top1")]["protocol"] == "standard, R50"
     assert "76.1$^*$" in (suite.output / "results.tex").read_text()
+
+
+@pytest.mark.slow
+def test_the_demo_ablation_runs_from_configs_resumes_after_a_kill_and_reports_intervals(demo_world, tmp_path):
+    """configs/benchmarks/ablation_demo.yaml as shipped: six rows pretrained from their configs (per seed),
+    kNN and colour probes, killed during the third row's pretraining and rerun: finished pretrainings and
+    cells are kept, the rest completes, the report shows every row's difference with its interval."""
+    env = dict(os.environ, HA_DEMO_DATA=str(demo_world), HA_DEMO_OUT=str(tmp_path))
+    cmd = [sys.executable, "-m", "benchmarks.run", str(ROOT / "configs/benchmarks/ablation_demo.yaml")]
+    out = tmp_path / "ablation"
+    third = out / "pretrain/hier.-strength/s0/pretrain.log"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while not third.exists():
+        assert proc.poll() is None and time.sleep(0.2) is None
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    kept = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in ("metrics.json", "pretrain_summary.json")}
+    assert sum(p.name == "pretrain_summary.json" for p in kept) == 4 and sum(p.name == "metrics.json" for p in kept) == 12
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "12 pretrainings, 8 to run" in r.stdout and "12 finished, 24 to run" in r.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # nothing finished was redone
+    summary = json.loads((out / "pretrain/full-method/s1/pretrain_summary.json").read_text())
+    assert summary["steps"] == summary["total_steps"] == 5 and summary["hier"] and summary["expand"]
+    cfg = yaml.safe_load((out / "pretrain/SimSiam/s1/config.yaml").read_text())
+    assert cfg["train"]["seed"] == 1 and cfg["hier"]["enabled"] is False and cfg["method"]["arch"] == "resnet18"
+    report = (out / "report.md").read_text()
+    diffs = report.split("## Differences to SimSiam")[1].split("##")[0]
+    for row in ("uniform", "hier. strength", "hierarchy only", "expansion only", "full method"):
+        line = next(x for x in diffs.splitlines() if x.startswith(f"| {row} |"))
+        assert line.count("[") == 3, line  # kNN, colour probe, colour probe layer2: an interval each
+    assert "36 finished, 0 failed" in report and "colour probe layer2" in report
+
+
+@pytest.mark.parametrize("per_seed", [True, False])
+def test_config_rows_pretrain_per_seed_and_feed_their_cells(tmp_path, per_seed, monkeypatch):
+    from benchmarks.run import cell_command, pretrain_command, submit_slurm
+
+    monkeypatch.setenv("HA_TEST_DATA", "/data/x")
+    cfg = "configs/pretrain/simsiam-hier-noexpand_resnet50_8xb32-coslr-200e_in100.yaml"
+    doc = {"name": "abl", "output": str(tmp_path / "bench"), "seeds": [0, 1], "baseline": "file",
+           "pretrain": {"per_seed": per_seed, "overrides": ["data.train=${HA_TEST_DATA}/train"], "launch": "torchrun --nproc_per_node 8"},
+           "checkpoints": [{"name": "file", "path": "random"}, {"name": "no exp", "config": cfg, "overrides": ["optim.epochs=3"]}],
+           "tasks": {"knn": ["--data", "${HA_TEST_DATA}"], "knn@layer2": ["--stage", "2"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    suite = load_suite(tmp_path / "s.yaml")
+    row = suite.checkpoints[1]
+    assert row.config == str(ROOT / cfg) and suite.tasks["knn"] == ["--data", "/data/x"]
+    assert suite.pretrainings(suite.checkpoints[0]) == [] and suite.pretrainings(row) == ([0, 1] if per_seed else [None])
+    pdir = tmp_path / "bench/pretrain/no-exp" / ("s1" if per_seed else "")
+    assert suite.weights(row, 1) == str(pdir / "last.pth") and suite.weights(suite.checkpoints[0], 1) == "random"
+    cmd = pretrain_command(suite, row, 1 if per_seed else None)
+    assert cmd[:5] == ["torchrun", "--nproc_per_node", "8", "-m", "pretrain.train"] and cmd[5] == row.config
+    assert cmd[6:] == ["data.train=/data/x/train", "optim.epochs=3", *(["train.seed=1"] if per_seed else []), f"train.output={pdir}"]
+    cell = cell_command(suite, row, "knn@layer2", 1)
+    assert cell[cell.index("--task") + 1] == "knn" and cell[cell.index("--weights") + 1] == str(pdir / "last.pth")
+    assert cell[cell.index("--output") + 1] == str(tmp_path / "bench/cells/no-exp/knn_layer2/s1") and cell[-2:] == ["--stage", "2"]
+    submit_slurm(suite, suite.cells(), "--gres=gpu:8", dry_run=True)
+    scripts = sorted(p.name for p in (tmp_path / "bench/slurm").iterdir())
+    assert sum(s.startswith("pretrain__") for s in scripts) == (2 if per_seed else 1) and len(scripts) == 8 + (2 if per_seed else 1)
+    assert "#SBATCH --gres=gpu:8" in (tmp_path / "bench/slurm" / scripts[-1]).read_text()

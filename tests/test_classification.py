@@ -74,3 +74,62 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
     r = run_tool("tools/run_transfer.py", "--task", "knn", "--weights", "random", "--data", str(tmp_path / "nowhere"),
                  "--output", str(tmp_path / "o"))
     assert r.returncode == 1 and "expected ImageFolder sub-folders train/ and val/" in r.stderr
+
+
+def test_linear_probe_uses_the_scaled_lr_and_its_milestones(demo_world):
+    """The lr the optimizer actually used, epoch by epoch: the demo preset's lr 1.0 x 64/256 = 0.25, x0.1 at
+    floor(0.6 x 5) = 3 and floor(0.8 x 5) = 4; every validation image evaluated; the backbone untouched."""
+    from transfer.classification.features import build_backbone
+    from transfer.classification.linear import train_linear
+
+    model, _ = build_backbone("random", "resnet18")
+    root = demo_world / "imagefolder"
+    res = train_linear(model, root / "train", root / "val", 4, dict(PRESETS["demo"], epochs=5), size=16, workers=0)
+    assert res["lr_per_epoch"] == pytest.approx([0.25, 0.25, 0.25, 0.025, 0.0025]) and res["milestones"] == [3, 4]
+    assert res["val_images"] == sum(1 for _ in (root / "val").rglob("*.jpg")) and res["backbone_checked_tensors"] == 120
+    assert len(res["per_class"]) == 4 and res["best"]["top1"] >= res["top1"] and 1 <= res["best"]["epoch"] <= 5
+
+
+def test_knn_task_equals_a_brute_force_knn_on_features_extracted_by_hand(demo_world, tmp_path):
+    """`--task knn` end to end (random ResNet-18, 32 px, k = 5 and 20) against features computed here with
+    the protocol written out (resize to size x 256/224, centre crop, ImageNet normalisation) and a
+    weighted kNN voted in a Python loop."""
+    import math
+
+    from PIL import Image
+    from torchvision import models
+    from torchvision.transforms.v2 import functional as TF
+
+    from transfer.classification.run import main
+
+    root = demo_world / "imagefolder"
+    assert main("knn", ["--weights", "random", "--arch", "resnet18", "--data", str(root), "--dataset", "demo", "--size", "32",
+                        "--workers", "0", "--k", "5", "20", "--output", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    torch.manual_seed(0)
+    net = models.resnet18(weights=None).eval()
+    net.fc = torch.nn.Identity()
+
+    def feats(split):
+        classes = sorted(p.name for p in (root / split).iterdir())
+        xs, ys = [], []
+        for y, c in enumerate(classes):
+            for f in sorted((root / split / c).iterdir()):
+                img = TF.pil_to_tensor(Image.open(f).convert("RGB"))
+                img = TF.center_crop(TF.resize(img, round(32 * 256 / 224), antialias=True), [32, 32])
+                xs.append(TF.normalize(img.float() / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+                ys.append(y)
+        with torch.no_grad():
+            return torch.nn.functional.normalize(net(torch.stack(xs)), dim=1), ys
+
+    (tf, ty), (vf, vy) = feats("train"), feats("val")
+    sims = (vf @ tf.T).tolist()
+    for k in (5, 20):
+        hits = 0
+        for row, label in zip(sims, vy):
+            votes = [0.0] * 4
+            for s, y in sorted(zip(row, ty), key=lambda p: -p[0])[:k]:
+                votes[y] += math.exp(s / 0.07)
+            hits += max(range(4), key=votes.__getitem__) == label
+        assert m["by_k"][f"k{k}"]["top1"] == pytest.approx(100 * hits / len(vy), abs=1e-3), k
+    assert m["top1"] == m["by_k"]["k5"]["top1"] and m["stage"] == 4 and m["protocol"] == "demo"

@@ -1,8 +1,6 @@
 """The generated demo world is valid in each real on-disk format and deterministic."""
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -81,10 +79,12 @@ def _digest(root: Path) -> dict:
 
 
 def test_deterministic_by_seed(tmp_path):
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "tools/make_demo_data.py"))["main"]  # the tool, in this process for speed
     args = ["--scale", "0.1", "--parts", "imagefolder", "voc", "coco"]
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        subprocess.run([sys.executable, str(ROOT / "tools/make_demo_data.py"), str(tmp_path / name), "--seed", str(seed), *args],
-                       check=True, capture_output=True)
+        assert main([str(tmp_path / name), "--seed", str(seed), *args]) == 0
     a, b, c = (_digest(tmp_path / n) for n in "abc")
     assert a == b
     images = [k for k in a if k.endswith(".jpg")]
@@ -95,7 +95,12 @@ def test_deterministic_by_seed(tmp_path):
 def test_refuses_non_empty_output(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x/keep.txt").write_text("user data")
-    r = subprocess.run([sys.executable, str(ROOT / "tools/make_demo_data.py"), str(tmp_path / "x"), "--scale", "0.05"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "not empty" in r.stderr
+    import contextlib
+    import io
+    import runpy
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = runpy.run_path(str(ROOT / "tools/make_demo_data.py"))["main"]([str(tmp_path / "x"), "--scale", "0.05"])
+    assert rc == 2 and "not empty" in err.getvalue()
     assert (tmp_path / "x/keep.txt").exists()

@@ -187,3 +187,25 @@ def test_presets_are_labelled_by_what_they_are(name, label):
     cfg = load_preset(resolve_config(name))
     assert protocol_label(cfg, []) == label
     assert protocol_label(cfg, ["SOLVER.BASE_LR: 0.02 -> 0.01"]) == ("demo" if label == "demo" else "non-standard")
+
+
+@pytest.mark.parametrize("task", ["voc_det", "coco_instseg"])
+def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them(tmp_path, task):
+    """Constructed evaluator results (detectron2's layout) -> metrics.json -> the report's columns: each
+    number arrives unchanged in its own column (box vs mask, AP vs AP50 vs AP75), NaN as null."""
+    from benchmarks.report import COLUMNS
+    from transfer.detectron2.protocol import load_preset, resolve_config
+    from transfer.detectron2.train_net import write_metrics
+
+    cfg = load_preset(resolve_config("demo_coco_R_18_FPN" if task == "coco_instseg" else "demo_voc_R_18_FPN"))
+    cfg.OUTPUT_DIR, cfg.SEED = str(tmp_path), 3
+    info = {"task": task, "weights": "w.pkl", "protocol": "demo", "changes": [], "config": "c", "source": {}, "eval_only": False,
+            "equivalent_changes": []}
+    box = {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": float("nan"), "AP-aeroplane": 12.5, "AP-bicycle": float("nan")}
+    results = {"bbox": box} if task == "voc_det" else {"bbox": box, "segm": {"AP": 25.75, "AP50": 50.5, "AP75": 20.0, "AP-aeroplane": 3.0}}
+    write_metrics(cfg, info, results, None, ["aeroplane", "bicycle"], resumed=False)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["seed"] == 3 and m["bbox"] == {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": None}
+    assert m["per_class_AP"]["bbox"] == {"aeroplane": 12.5, "bicycle": None}
+    want = {"voc_det": {"AP50": 70.25, "AP": 41.5, "AP75": 40.125}, "coco_instseg": {"APbb": 41.5, "APmk": 25.75}}[task]
+    assert {col: read(m) for col, read in COLUMNS[task]} == want

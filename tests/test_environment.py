@@ -18,8 +18,11 @@ def test_mmseg_and_mmcv_ops_import():
 
 
 def test_second_setup_is_a_no_op():
+    """Setup run twice in this environment: the second run only checks the stamp. (The first brings the
+    stamp up to date when pytest runs with other setup inputs than `make setup` had, e.g. HA_WHEELHOUSE.)"""
     if not (ROOT / ".venv/.setup-stamp").exists():
         pytest.skip("no .venv made by `make setup` here (run the tests through `make test`)")
-    r = subprocess.run(["bash", str(ROOT / "tools/setup_env.sh")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    for _ in range(2):
+        r = subprocess.run(["bash", str(ROOT / "tools/setup_env.sh")], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
     assert "up to date" in r.stdout and "building" not in r.stdout

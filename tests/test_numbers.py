@@ -90,7 +90,7 @@ def test_every_report_cell_is_the_mean_and_std_of_its_metrics(tmp_path):
                 vals = {c: round(rnd.uniform(10, 90), 3) for c, _ in COLUMNS[task]}
                 m = {"protocol": "standard"}
                 for c, v in vals.items():  # laid out as each task writes it
-                    if task == "voc_det" or task in ("voc_seg", "cityscapes_seg", "linear_cls", "knn"):
+                    if task in ("voc_det", "voc_seg", "cityscapes_seg", "linear_cls", "knn", "colour_probe"):
                         m[{"APbb": "AP"}.get(c, c)] = v
                     else:
                         kind, key = ("bbox", "AP" + c[4:]) if c.startswith("APbb") else ("segm", "AP")
@@ -125,3 +125,63 @@ def test_every_report_cell_is_the_mean_and_std_of_its_metrics(tmp_path):
             for (t, c), (m, s) in zip(order, cells):
                 vals = written[(ck, t, c)]
                 assert m == pytest.approx(statistics.mean(vals), abs=0.0051) and s == pytest.approx(statistics.stdev(vals), abs=0.0051)
+
+
+def test_difference_intervals_on_constructed_seeds():
+    from scipy import stats as sps
+
+    from benchmarks.stats import difference
+
+    # paired: d = (1, 2, 2); mean 5/3, sd sqrt(1/3), t(0.975, 2) = 4.302653 (tables: 4.303)
+    d = difference({0: 2.0, 1: 4.0, 2: 5.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    half = 4.302653 * math.sqrt(1 / 3) / math.sqrt(3)
+    assert d["kind"] == "paired" and d["n"] == 3 and d["contains_zero"] is False
+    assert d["delta"] == pytest.approx(5 / 3) and d["low"] == pytest.approx(5 / 3 - half, abs=1e-5)
+    assert d["high"] == pytest.approx(5 / 3 + half, abs=1e-5)
+    # pairing uses only the common seeds (the baseline's extra seed 3 is left out)
+    assert difference({0: 2.0, 1: 4.0, 2: 5.0}, {0: 1.0, 1: 2.0, 2: 3.0, 3: 100.0})["delta"] == pytest.approx(5 / 3)
+    # unpaired (no common seeds): Welch. means 11 and 59/6; variances 2 and 13/12; df by Welch-Satterthwaite
+    d = difference({0: 10.0, 1: 12.0}, {5: 9.0, 6: 9.5, 7: 11.0})
+    vx, vb = 2 / 2, (13 / 12) / 3
+    df = (vx + vb) ** 2 / (vx ** 2 / 1 + vb ** 2 / 2)
+    half = sps.t.ppf(0.975, df) * math.sqrt(vx + vb)
+    assert d["kind"] == "unpaired" and df == pytest.approx(1.7392, abs=1e-4)
+    assert d["delta"] == pytest.approx(11 - 59 / 6) and d["low"] == pytest.approx(11 - 59 / 6 - half) and d["contains_zero"] is True
+    # one seed: the difference of the means, no interval
+    d = difference({0: 5.0}, {0: 3.0, 1: 4.0})
+    assert d["kind"] == "none" and d["delta"] == 1.5 and d["low"] is None and d["contains_zero"] is None
+
+
+def test_report_shows_each_difference_with_its_interval(tmp_path):
+    """Markdown, CSV and LaTeX carry the constructed intervals; a figure of the differences is drawn."""
+    from benchmarks.report import write_report
+    from benchmarks.suite import load_suite
+
+    doc = {"name": "ci", "output": str(tmp_path / "bench"), "seeds": [0, 1, 2], "baseline": "base", "references": False,
+           "checkpoints": [{"name": n, "path": "random"} for n in ("base", "better", "same", "single")],
+           "tasks": {"knn": [], "knn@layer2": ["--stage", "2"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    suite = load_suite(tmp_path / "s.yaml")
+    values = {"base": [1.0, 2.0, 3.0], "better": [2.0, 4.0, 5.0], "same": [1.5, 1.5, 3.5], "single": [7.0]}
+    for ck in suite.checkpoints:
+        for task in suite.tasks:
+            for seed, v in enumerate(values[ck.name]):
+                d = suite.cell_dir(ck, task, seed)
+                d.mkdir(parents=True)
+                (d / "metrics.json").write_text(json.dumps({"protocol": "standard", "top1": v, "stage": 2 if "@" in task else 4}))
+    report = write_report(suite).read_text()
+    diffs = report.split("## Differences to base")[1]
+    half = 4.302653 * math.sqrt(1 / 3) / math.sqrt(3)
+    better = f"+1.67 [{5 / 3 - half:+.2f}, {5 / 3 + half:+.2f}]"
+    assert f"| better | {better} | {better} |" in diffs
+    assert "| same | +0.17 [" in diffs and "(0 in CI)" in diffs.split("| same |")[1].splitlines()[0]
+    assert "| single | +5.00 (1 seed: no interval) |" in diffs and "kNN layer2 top1" in diffs
+    with open(suite.output / "results.csv", newline="") as f:
+        rows = {(r["checkpoint"], r["task"]): r for r in csv.DictReader(f)}
+    r = rows[("better", "knn")]
+    assert float(r["delta"]) == pytest.approx(5 / 3, abs=1e-4) and float(r["delta_ci_low"]) == pytest.approx(5 / 3 - half, abs=1e-4)
+    assert float(r["delta_ci_high"]) == pytest.approx(5 / 3 + half, abs=1e-4) and r["delta_ci"] == "paired" and r["ci_contains_0"] == "false"
+    assert rows[("same", "knn")]["ci_contains_0"] == "true" and rows[("single", "knn")]["delta_ci_low"] == ""
+    tex = (suite.output / "results.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and f"better & {better} & {better}" in tex
+    assert (suite.output / "figures/knn_diff.png").stat().st_size > 1000

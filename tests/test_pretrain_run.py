@@ -130,3 +130,31 @@ def test_two_processes_with_the_batched_path_match_one_process(demo_world, tmp_p
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("name", ["mocov2", "byol"])
+def test_a_stopped_run_resumes_to_the_same_weights_in_process(demo_world, tmp_path, name):
+    """Fast twin of the kill -9 test: 2 epochs of 3 steps straight, or stopped after step 4 (mid-epoch) and
+    resumed by a new trainer: identical weights, optimizer state, queues / target network and step."""
+    import shutil
+
+    from pretrain.config import load_config
+    from pretrain.engine import Pretrainer
+
+    data = tmp_path / "data"
+    for cls in sorted(p.name for p in (demo_world / "imagefolder/train").iterdir())[:2]:
+        shutil.copytree(demo_world / "imagefolder/train" / cls, data / cls, ignore=lambda d, f: sorted(f)[6:])
+    cfg_path = ROOT / f"configs/pretrain/{name}-hier_resnet18_1xb64-coslr-4e_demo.yaml"
+    over = [*TINY, "optim.batch_size=4", "data.workers=0", "method.queue_size=16", f"data.train={data}"]
+    states = {}
+    for run, extra in (("straight", []), ("stopped", ["train.max_steps=4", "train.ckpt_every_steps=1"]), ("resumed", [])):
+        out = tmp_path / ("straight" if run == "straight" else "b")
+        trainer = Pretrainer(load_config(cfg_path, [*over, *extra, f"train.output={out}"]))
+        trainer.run()
+        states[run] = (trainer.global_step, trainer.model.state_dict(), trainer.optimizer.state_dict()["state"])
+    assert states["stopped"][0] == 4 and states["straight"][0] == states["resumed"][0] == 6
+    (_, wa, oa), (_, wb, ob) = states["straight"], states["resumed"]
+    assert wa.keys() == wb.keys() and any("queue" in k or "target" in k for k in wa)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert oa.keys() == ob.keys() and all(torch.equal(oa[i]["momentum_buffer"], ob[i]["momentum_buffer"]) for i in oa)

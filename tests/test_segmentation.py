@@ -170,3 +170,26 @@ def test_standard_voc12aug_preset_trains_on_the_demo_world(demo_world, tmp_path)
     assert m["protocol"] == "non-standard" and m["total_batch"] == 2 and m["iterations"] == 2
     assert m["protocol_name"].startswith("mmselfsup VOC12aug") and m["mIoU"] is not None
     assert any(c.startswith("total batch 16 (4 GPUs x 4) -> 2") for c in m["protocol_changes"])
+
+
+def test_per_class_iou_metric_by_hand():
+    """Constructed per-image areas (intersection, union, predicted, label) of 3 classes over 2 images:
+    IoU per class = sum of intersections / sum of unions (NaN for a class absent from both), mIoU = their
+    nanmean, as mmseg's own metric computes it."""
+    import math
+
+    import torch
+
+    from transfer.segmentation.hooks import PerClassIoUMetric
+
+    metric = PerClassIoUMetric()
+    metric.dataset_meta = {"classes": ("background", "cat", "dog")}
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)
+    results = [(t(50, 10, 0), t(60, 20, 0), t(55, 15, 0), t(55, 15, 0)),   # (inter, union, pred, label) per class
+               (t(30, 5, 0), t(40, 15, 0), t(35, 10, 0), t(35, 10, 0))]
+    m = metric.compute_metrics(results)
+    iou = {"background": 100 * 80 / 100, "cat": 100 * 15 / 35}
+    assert m["IoU.background"] == pytest.approx(iou["background"]) and m["IoU.cat"] == pytest.approx(iou["cat"])
+    assert math.isnan(m["IoU.dog"])
+    assert m["mIoU"] == pytest.approx(sum(iou.values()) / 2, abs=0.01)  # mmseg rounds to 2 decimals
+    assert m["aAcc"] == pytest.approx(100 * 95 / 115, abs=0.01)

@@ -6,6 +6,8 @@
 Tasks:
     knn            cosine kNN (k = 20, 200; T = 0.07) on pooled features       (transfer/classification)
     linear_cls     frozen-backbone linear probe, MoCo protocol or the paper's presets
+    colour_probe   how much colour information the features keep (the paper's Sec. 5.2 analysis)
+                   (knn, linear_cls, colour_probe: --stage 1..4 probes layer1..layer4 features)
     voc_det        VOC07+12 Faster R-CNN R50-C4 24k (MoCo protocol; paper and demo presets)  (detectron2)
     coco_det       COCO Mask R-CNN R50-C4/FPN 1x/2x, box AP                                (detectron2)
     coco_instseg   COCO Mask R-CNN R50-C4/FPN 1x/2x, box and mask AP                        (detectron2)
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TASKS = {
     "knn": "transfer.classification.run",
     "linear_cls": "transfer.classification.run",
+    "colour_probe": "transfer.classification.run",
     "voc_det": "transfer.detectron2.train_net",
     "coco_det": "transfer.detectron2.train_net",
     "coco_instseg": "transfer.detectron2.train_net",

@@ -16,10 +16,29 @@ from ..weights import extract_backbone, reference_state_dict
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def build_backbone(weights: str, arch: str = "resnet50", seed: int = 0) -> tuple[nn.Module, dict]:
-    """A torchvision ResNet with `fc = Identity` (pooled features) from a checkpoint, or `weights="random"`.
+class PooledStage(nn.Module):
+    """A torchvision ResNet cut after layer `stage` (1..4 = layer1..layer4 = res2..res5) and globally
+    average-pooled: (N, 3, H, W) -> (N, C) with C = 64/128/256/512 (ResNet-18/34) or 256/512/1024/2048
+    (ResNet-50/101). Stage 4 is the usual pooled feature (torchvision's forward without fc)."""
 
-    Returns (model, load report). Every backbone tensor must load: missing/unexpected keys are errors."""
+    def __init__(self, net: nn.Module, stage: int = 4):
+        super().__init__()
+        if stage not in (1, 2, 3, 4):
+            raise ValueError(f"stage must be 1..4 (layer1..layer4), got {stage}")
+        self.net, self.stage = net, stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        for s in range(1, self.stage + 1):
+            x = getattr(n, f"layer{s}")(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+def build_backbone(weights: str, arch: str = "resnet50", seed: int = 0, stage: int = 4) -> tuple[nn.Module, dict]:
+    """Pooled features of layer `stage` of a torchvision ResNet (`PooledStage`) from a checkpoint, or
+    `weights="random"`. Returns (model, load report). Every backbone tensor must load: missing/unexpected
+    keys are errors."""
     if weights == "random":
         torch.manual_seed(seed)
         net = getattr(models, arch)(weights=None)
@@ -36,7 +55,7 @@ def build_backbone(weights: str, arch: str = "resnet50", seed: int = 0) -> tuple
                   "expected": len(reference_state_dict(ex.depth)), "missing": missing, "unexpected": res.unexpected_keys,
                   "dropped": dict(ex.dropped)}
     net.fc = nn.Identity()
-    return net, report
+    return PooledStage(net, stage), dict(report, stage=stage)
 
 
 def eval_transform(size: int = 224) -> T.Compose:
@@ -62,11 +81,12 @@ def _fingerprint(model: nn.Module) -> str:
 @torch.no_grad()
 def extract_features(model: nn.Module, folder: Path, size: int, batch_size: int = 128, workers: int = 4,
                      device: str = "cpu", cache_dir: Path | None = None, desc: str = "features"):
-    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached by (weights, folder, size)."""
+    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached by (weights, stage, folder, size)."""
     ds = datasets.ImageFolder(str(folder), transform=eval_transform(size))
     cache = None
     if cache_dir is not None:
-        key = hashlib.sha256(f"{_fingerprint(model)}|{Path(folder).resolve()}|{size}|{len(ds)}".encode()).hexdigest()[:20]
+        tag = f"{_fingerprint(model)}|stage{getattr(model, 'stage', 4)}|{Path(folder).resolve()}|{size}|{len(ds)}"
+        key = hashlib.sha256(tag.encode()).hexdigest()[:20]
         cache = Path(cache_dir) / f"feats_{key}.pt"
         if cache.exists():
             d = torch.load(cache, weights_only=True)

@@ -55,7 +55,8 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
     every epoch (every validation image, the last partial batch included), as MoCo's main_lincls does.
 
     Returns metrics of the final epoch (top1, top5, per_class) and `best` (top1, top5, epoch: the best
-    epoch's), the effective lr (preset lr x batch/256), the milestones (epochs), epochs, seconds."""
+    epoch's), the effective lr (preset lr x batch/256), the milestones (epochs), the lr the optimizer used
+    in each epoch, epochs, seconds."""
     rank, world = _rank_world()
     torch.manual_seed(seed)
     backbone = backbone.to(device).eval()
@@ -83,10 +84,12 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
                             num_workers=workers, drop_last=False)
     t0 = time.time()
     best = {"top1": -1.0}
+    lr_per_epoch = []
     bar = tqdm(range(epochs), desc="linear probe", unit="epoch", disable=rank != 0)
     for epoch in bar:
         if sampler is not None:
             sampler.set_epoch(epoch)
+        lr_per_epoch.append(opt.param_groups[0]["lr"])
         fc.train()
         total, n = 0.0, 0
         for x, y in loader:
@@ -106,7 +109,7 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
     checked = sanity_check(before, backbone)
     out = dict(acc, per_class=per_class_accuracy(s, y, num_classes), final_epoch=epochs, best=best, val_images=len(y),
                epochs=epochs, seconds=round(time.time() - t0, 1), backbone_checked_tensors=checked, lr=lr, milestones=milestones,
-               batch_size=preset["batch_size"], optimizer=preset["optimizer"])
+               lr_per_epoch=lr_per_epoch, batch_size=preset["batch_size"], optimizer=preset["optimizer"])
     return out
 
 

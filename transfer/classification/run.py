@@ -1,4 +1,6 @@
-"""`run_transfer.py --task knn|linear_cls`: probes on an ImageFolder dataset, writing metrics.json."""
+"""`run_transfer.py --task knn|linear_cls|colour_probe`: probes on an ImageFolder dataset, writing metrics.json.
+
+`--stage 1..4` probes the pooled features of layer1..layer4 instead of the last stage's."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +11,7 @@ import torch
 
 from ..common import run_record, write_json
 from ..weights import CheckpointError
+from .colour_probe import colour_probe
 from .datasets import REGISTRY, resolve
 from .features import build_backbone, extract_features
 from .knn import knn_predict, per_class_accuracy, topk_accuracy
@@ -27,7 +30,11 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=128, help="feature extraction batch")
-    if task == "knn":
+    p.add_argument("--stage", type=int, default=4, choices=[1, 2, 3, 4], help="probe the pooled features of layer1..layer4")
+    if task == "colour_probe":
+        p.add_argument("--pairs", type=int, default=1, help="view pairs per image (more pairs for small datasets)")
+        p.add_argument("--epochs", type=int, default=100, help="epochs of the linear probe on the pair features")
+    elif task == "knn":
         p.add_argument("--k", type=int, nargs="+", default=[20, 200])
         p.add_argument("--temperature", type=float, default=0.07)
     else:
@@ -44,15 +51,26 @@ def main(task: str, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         ds, train_dir, val_dir = resolve(args.dataset, args.data)
-        model, report = build_backbone(args.weights, args.arch, args.seed)
+        model, report = build_backbone(args.weights, args.arch, args.seed, args.stage)
     except (CheckpointError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_json(out / "load_report.json", report)
-    print(f"[{task}] {ds.title}: backbone {report['arch']} from {report['source']} "
+    print(f"[{task}] {ds.title}: backbone {report['arch']} layer{args.stage} from {report['source']} "
           f"({report['loaded']} tensors loaded, missing {len(report['missing'])}, unexpected {len(report['unexpected'])})")
     cache = out.parent / ".feature_cache"
-    if task == "knn":
+    changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
+    if args.stage != 4:
+        changes.append(f"features of layer{args.stage} instead of layer4")
+    stage = {"stage": args.stage}
+    if task == "colour_probe":
+        res = colour_probe(model, train_dir, val_dir, args.size, args.seed, args.pairs, args.epochs, args.batch_size, args.workers,
+                           args.device)
+        protocol = "demo" if ds.key == "demo" else ("non-standard" if changes else "paper")
+        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, pairs=args.pairs, **stage,
+                                  protocol_name=f"colour-information probe (paper Sec. 5.2), layer{args.stage}"),
+                       dataset=ds.title, **res, load_report=report)
+    elif task == "knn":
         tf, ty, classes = extract_features(model, train_dir, args.size, args.batch_size, args.workers, args.device, cache, "train features")
         vf, vy, _ = extract_features(model, val_dir, args.size, args.batch_size, args.workers, args.device, cache, "val features")
         result = {}
@@ -61,9 +79,8 @@ def main(task: str, argv: list[str]) -> int:
             acc = topk_accuracy(s, vy)
             result[f"k{k}"] = dict(acc, per_class=per_class_accuracy(s, vy, len(classes)))
         main_k = f"k{args.k[0]}"
-        changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
         protocol = "demo" if ds.key == "demo" else ("non-standard" if changes else "standard")
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, k=args.k, temperature=args.temperature,
+        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, k=args.k, temperature=args.temperature, **stage,
                                   protocol_name=f"cosine kNN (k={'/'.join(map(str, args.k))}, T={args.temperature})"),
                        dataset=ds.title, top1=result[main_k]["top1"], top5=result[main_k]["top5"], by_k=result,
                        classes=classes, load_report=report)
@@ -72,7 +89,6 @@ def main(task: str, argv: list[str]) -> int:
         if preset_name not in PRESETS:
             preset_name = "moco"
         preset = dict(PRESETS[preset_name])
-        changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
         for key in ("epochs", "lr"):
             if getattr(args, key) is not None:
                 changes.append(f"{key} {preset[key]} -> {getattr(args, key)}")
@@ -86,7 +102,7 @@ def main(task: str, argv: list[str]) -> int:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
         protocol = "demo" if preset_name == "demo" or ds.key == "demo" else ("non-standard" if changes else preset["label"])
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset,
+        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset, **stage,
                                   protocol_name=preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")),
                        dataset=ds.title, **res, classes=classes, load_report=report)
     write_json(out / "metrics.json", metrics)
