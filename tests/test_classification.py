@@ -78,16 +78,32 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
 
 def test_linear_probe_uses_the_scaled_lr_and_its_milestones(demo_world):
     """The lr the optimizer actually used, epoch by epoch: the demo preset's lr 1.0 x 64/256 = 0.25, x0.1 at
-    floor(0.6 x 5) = 3 and floor(0.8 x 5) = 4; every validation image evaluated; the backbone untouched."""
+    floor(0.6 x 7) = 4 and floor(0.8 x 7) = 5 (MoCo's main_lincls: epochs at 60%/80%, rounded down); every
+    validation image evaluated; the backbone untouched."""
     from transfer.classification.features import build_backbone
     from transfer.classification.linear import train_linear
 
     model, _ = build_backbone("random", "resnet18")
     root = demo_world / "imagefolder"
-    res = train_linear(model, root / "train", root / "val", 4, dict(PRESETS["demo"], epochs=5), size=16, workers=0)
-    assert res["lr_per_epoch"] == pytest.approx([0.25, 0.25, 0.25, 0.025, 0.0025]) and res["milestones"] == [3, 4]
+    res = train_linear(model, root / "train", root / "val", 4, dict(PRESETS["demo"], epochs=7), size=16, workers=0)
+    assert res["lr_per_epoch"] == pytest.approx([0.25] * 4 + [0.025] + [0.0025] * 2) and res["milestones"] == [4, 5]
     assert res["val_images"] == sum(1 for _ in (root / "val").rglob("*.jpg")) and res["backbone_checked_tensors"] == 120
-    assert len(res["per_class"]) == 4 and res["best"]["top1"] >= res["top1"] and 1 <= res["best"]["epoch"] <= 5
+    assert len(res["per_class"]) == 4 and res["best"]["top1"] >= res["top1"] and 1 <= res["best"]["epoch"] <= 7
+
+
+def test_fast_probe_standardises_its_features():
+    """The fast probe standardises each feature with the training split's mean and std, so any per-feature
+    affine rescaling of the features (train and val alike) leaves its predictions unchanged."""
+    from transfer.classification.linear import linear_on_features
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 8, generator=g) * 2
+    ty, vy = torch.arange(60) % 3, torch.arange(30) % 3
+    tf, vf = centres[ty] + torch.randn(60, 8, generator=g), centres[vy] + torch.randn(30, 8, generator=g)
+    scale, shift = torch.logspace(-3, 3, 8), torch.linspace(-50, 50, 8)
+    a = linear_on_features(tf, ty, vf, vy, 3, epochs=20)
+    b = linear_on_features(tf * scale + shift, ty, vf * scale + shift, vy, 3, epochs=20)
+    assert a["top1"] == b["top1"] and a["per_class"] == b["per_class"] and a["top1"] > 60
 
 
 def test_knn_task_equals_a_brute_force_knn_on_features_extracted_by_hand(demo_world, tmp_path):

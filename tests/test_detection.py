@@ -101,7 +101,7 @@ def test_voc_det_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
     r = run_tool(*_voc(demo_world, tmp_path, ckpt, "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["protocol"] == "demo" and "SOLVER.MAX_ITER: 80 -> 240" in m["protocol_changes"]
+    assert m["protocol"] == "demo" and "SOLVER.MAX_ITER: 80 -> 240" in m["protocol_changes"] and m["resumed"] is False
     assert "MODEL.RESNETS.NORM: naiveSyncBN -> BN (one process)" in m["equivalent_changes"]  # whole batch in one process
     rep = m["load_report"]
     assert rep["ok"] and rep["backbone_tensors"] == rep["verified_identical"] == 100  # ResNet-18, every tensor bit-identical
@@ -189,7 +189,7 @@ def test_presets_are_labelled_by_what_they_are(name, label):
     assert protocol_label(cfg, ["SOLVER.BASE_LR: 0.02 -> 0.01"]) == ("demo" if label == "demo" else "non-standard")
 
 
-@pytest.mark.parametrize("task", ["voc_det", "coco_instseg"])
+@pytest.mark.parametrize("task", ["voc_det", "coco_det", "coco_instseg"])
 def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them(tmp_path, task):
     """Constructed evaluator results (detectron2's layout) -> metrics.json -> the report's columns: each
     number arrives unchanged in its own column (box vs mask, AP vs AP50 vs AP75), NaN as null."""
@@ -197,15 +197,17 @@ def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them
     from transfer.detectron2.protocol import load_preset, resolve_config
     from transfer.detectron2.train_net import write_metrics
 
-    cfg = load_preset(resolve_config("demo_coco_R_18_FPN" if task == "coco_instseg" else "demo_voc_R_18_FPN"))
+    cfg = load_preset(resolve_config("demo_voc_R_18_FPN" if task == "voc_det" else "demo_coco_R_18_FPN"))
     cfg.OUTPUT_DIR, cfg.SEED = str(tmp_path), 3
     info = {"task": task, "weights": "w.pkl", "protocol": "demo", "changes": [], "config": "c", "source": {}, "eval_only": False,
             "equivalent_changes": []}
     box = {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": float("nan"), "AP-aeroplane": 12.5, "AP-bicycle": float("nan")}
-    results = {"bbox": box} if task == "voc_det" else {"bbox": box, "segm": {"AP": 25.75, "AP50": 50.5, "AP75": 20.0, "AP-aeroplane": 3.0}}
+    results = {"bbox": box} if task != "coco_instseg" else {"bbox": box, "segm": {"AP": 25.75, "AP50": 50.5, "AP75": 20.0, "AP-aeroplane": 3.0}}
     write_metrics(cfg, info, results, None, ["aeroplane", "bicycle"], resumed=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["seed"] == 3 and m["bbox"] == {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": None}
     assert m["per_class_AP"]["bbox"] == {"aeroplane": 12.5, "bicycle": None}
-    want = {"voc_det": {"AP50": 70.25, "AP": 41.5, "AP75": 40.125}, "coco_instseg": {"APbb": 41.5, "APmk": 25.75}}[task]
+    want = {"voc_det": {"AP50": 70.25, "AP": 41.5, "AP75": 40.125}, "coco_det": {"APbb": 41.5, "APbb50": 70.25, "APbb75": 40.125},
+            "coco_instseg": {"APbb": 41.5, "APmk": 25.75}}[task]
     assert {col: read(m) for col, read in COLUMNS[task]} == want
+    assert ("AP" in m) == (task == "voc_det")  # only VOC carries its box APs at the top level too

@@ -71,3 +71,19 @@ def test_ddp_gradients_match_single_process(tmp_path, name, mode):
     assert set(got) == set(ref)
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=1e-7, atol=1e-9, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_split_each_global_batch_of_the_single_process_order(world):
+    """Batch k of the global batch is the same set of images whichever the process count: the union of the
+    ranks' k-th batches is the single process's k-th batch (so DDP trains on one process's batches)."""
+    from pretrain.data import ResumableSampler
+
+    size, per_rank = 50, 3
+    single = list(ResumableSampler(size, per_rank * world, seed=5))
+    ranks = [list(ResumableSampler(size, per_rank, rank=r, world_size=world, seed=5)) for r in range(world)]
+    steps = size // (per_rank * world)
+    assert all(len(r) == steps * per_rank for r in ranks) and len(single) == steps * per_rank * world
+    for k in range(steps):
+        union = sorted(i for r in ranks for i in r[k * per_rank:(k + 1) * per_rank])
+        assert union == sorted(single[k * per_rank * world:(k + 1) * per_rank * world]), k

@@ -112,3 +112,10 @@ def test_comparison_variants_load():
         cfg = load_config(Path(f"configs/pretrain/simsiam-hier-{name}_resnet50_8xb32-coslr-200e_in100.yaml"))
         assert [p["stage"] for p in cfg["hier"]["pairs"]] == [1, 2, 3, 4]
         assert all(len(p["types"]) == 5 for p in cfg["hier"]["pairs"])
+
+
+def test_total_loss_is_the_weighted_sum_of_the_stage_losses():
+    model, _ = make("simsiam", "hier.weights=[1.0, 2.0, 0.5, 3.0]")
+    loss, logs = model(*inputs(4))
+    want = sum(w * logs[f"loss/stage{s}"] for w, s in zip((1.0, 2.0, 0.5, 3.0), (1, 2, 3, 4)))
+    assert float(loss) == pytest.approx(want, rel=1e-6) and len({round(v, 6) for v in logs.values()}) == 4

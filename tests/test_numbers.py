@@ -65,7 +65,7 @@ def test_augmentation_probabilities_and_ranges_match_their_settings():
     for col, (lo, hi) in zip(range(8, 12), ((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1))):
         assert lo <= jit[:, col].min() and jit[:, col].max() <= hi and jit[:, col].max() - jit[:, col].min() > 0.9 * (hi - lo)
     blur = vs[vs[:, 17] == 1, 18]
-    assert 0.1 <= blur.min() and blur.max() <= 2.0
+    assert 0.1 <= blur.min() and blur.max() <= 2.0 and blur.max() - blur.min() > 0.9 * 1.9  # sigma spans (0.1, 2.0)
     crop = vs[:, PARAM_SLICES["crop"]]
     area, ratio = crop[:, 5], (crop[:, 4] * 150) / (crop[:, 3] * 100)
     assert 0.19 <= area.min() and area.max() <= 1.0 and (3 / 4) * 0.97 <= ratio.min() and ratio.max() <= (4 / 3) * 1.03
@@ -147,6 +147,9 @@ def test_difference_intervals_on_constructed_seeds():
     half = sps.t.ppf(0.975, df) * math.sqrt(vx + vb)
     assert d["kind"] == "unpaired" and df == pytest.approx(1.7392, abs=1e-4)
     assert d["delta"] == pytest.approx(11 - 59 / 6) and d["low"] == pytest.approx(11 - 59 / 6 - half) and d["contains_zero"] is True
+    # a row clearly worse: the interval lies below 0 and does not contain it
+    d = difference({0: 0.0, 1: 1.0, 2: 1.5}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert d["high"] < 0 and d["contains_zero"] is False
     # one seed: the difference of the means, no interval
     d = difference({0: 5.0}, {0: 3.0, 1: 4.0})
     assert d["kind"] == "none" and d["delta"] == 1.5 and d["low"] is None and d["contains_zero"] is None

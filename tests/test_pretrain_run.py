@@ -1,5 +1,6 @@
 """The trainer end to end: exact resume after kill -9, the demo config learns, clear errors."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -132,18 +133,23 @@ def test_two_processes_with_the_batched_path_match_one_process(demo_world, tmp_p
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
 
 
+def _small_folder(demo_world, root, per_class):
+    import shutil
+
+    for cls in sorted(p.name for p in (demo_world / "imagefolder/train").iterdir())[:2]:
+        shutil.copytree(demo_world / "imagefolder/train" / cls, root / cls, ignore=lambda d, f: sorted(f)[per_class:])
+    return root
+
+
+
 @pytest.mark.parametrize("name", ["mocov2", "byol"])
 def test_a_stopped_run_resumes_to_the_same_weights_in_process(demo_world, tmp_path, name):
     """Fast twin of the kill -9 test: 2 epochs of 3 steps straight, or stopped after step 4 (mid-epoch) and
     resumed by a new trainer: identical weights, optimizer state, queues / target network and step."""
-    import shutil
-
     from pretrain.config import load_config
     from pretrain.engine import Pretrainer
 
-    data = tmp_path / "data"
-    for cls in sorted(p.name for p in (demo_world / "imagefolder/train").iterdir())[:2]:
-        shutil.copytree(demo_world / "imagefolder/train" / cls, data / cls, ignore=lambda d, f: sorted(f)[6:])
+    data = _small_folder(demo_world, tmp_path / "data", 6)
     cfg_path = ROOT / f"configs/pretrain/{name}-hier_resnet18_1xb64-coslr-4e_demo.yaml"
     over = [*TINY, "optim.batch_size=4", "data.workers=0", "method.queue_size=16", f"data.train={data}"]
     states = {}
@@ -158,3 +164,33 @@ def test_a_stopped_run_resumes_to_the_same_weights_in_process(demo_world, tmp_pa
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     assert oa.keys() == ob.keys() and all(torch.equal(oa[i]["momentum_buffer"], ob[i]["momentum_buffer"]) for i in oa)
+
+
+def test_the_trainer_scales_decays_and_fixes_the_predictor_lr_and_updates_the_ema(demo_world, tmp_path):
+    """SimSiam + method, 24 images, batch 8 -> 3 steps per epoch, 2 epochs, lr 0.05: every step's lr is
+    0.05 x 8/256 x 0.5 (1 + cos(pi e / 2)) for its epoch e; the predictors keep the base lr (the authors'
+    fix_pred_lr) and are exactly the optimizer's 'pred' group. BYOL, one step: target = 0.99 target0 + 0.01 online."""
+    import copy
+
+    from pretrain.config import load_config
+    from pretrain.engine import Pretrainer
+
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    over = [*TINY, "optim.batch_size=8", "optim.lr=0.05", "data.workers=0", f"data.train={data}"]
+    t = Pretrainer(load_config(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml",
+                               [*over, f"train.output={tmp_path / 'a'}", "optim.warmup_epochs=0"]))
+    t.run()
+    base = 0.05 * 8 / 256
+    assert [r["lr"] for r in t.history] == pytest.approx([base] * 3 + [base * 0.5 * (1 + math.cos(math.pi / 2))] * 3)
+    groups = {g["name"]: g for g in t.optimizer.param_groups}
+    assert groups["pred"]["lr"] == pytest.approx(base) and groups["decay"]["lr"] == pytest.approx(base * 0.5)
+    assert {id(p) for p in groups["pred"]["params"]} == {id(p) for p in t.model.predictors.parameters()}
+
+    b = Pretrainer(load_config(ROOT / "configs/pretrain/byol-hier_resnet18_1xb64-coslr-4e_demo.yaml",
+                               [*over, f"train.output={tmp_path / 'b'}", "train.max_steps=1"]))
+    target0 = copy.deepcopy(b.model.target.state_dict())
+    b.run()
+    online, target = dict(b.model.online.named_parameters()), dict(b.model.target.named_parameters())
+    assert b.model.momentum == 0.99 and len(online) > 50
+    for k, p in target.items():
+        torch.testing.assert_close(p, 0.99 * target0[k] + 0.01 * online[k].detach(), rtol=1e-5, atol=1e-7, msg=k)

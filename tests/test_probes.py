@@ -38,6 +38,8 @@ def test_colour_probe_labels_follow_the_drawn_strengths():
     counts = torch.bincount(d, minlength=LEVELS).double()
     bound = 4.5 * math.sqrt(5000 * 0.1 * 0.9)  # each distance has probability 1/10
     assert (counts - 500).abs().max() < bound, counts
+    for k in range(LEVELS):  # given the distance k, the weaker view's category is uniform over 0..9-k
+        assert set(c1[d == k].tolist()) == set(range(LEVELS - k)), k
     assert pair_labels(torch.tensor([0, 3, 0]), torch.tensor([9, 3, 4])).tolist() == [9, 0, 4]
     # strength category c -> factors 1 + 0.4 c/9 (brightness, contrast, saturation), hue 0.1 c/9, in that order
     v = jitter_params(torch.tensor([0, 9, 3]))
@@ -65,6 +67,9 @@ def test_colour_probe_tells_colour_keeping_from_colour_invariant_features(demo_w
     root = demo_world / "imagefolder"
     keep = colour_probe(model, root / "train", root / "val", 32, pairs=8, workers=0)
     inv = colour_probe(_GrayStandardised(model), root / "train", root / "val", 32, pairs=8, workers=0)
-    assert keep["val_pairs"] == 8 * sum(1 for _ in (root / "val").rglob("*.jpg")) and len(keep["per_class"]) == LEVELS
+    n_val = 8 * sum(1 for _ in (root / "val").rglob("*.jpg"))
+    assert keep["val_pairs"] == n_val and len(keep["per_class"]) == LEVELS
+    val_labels = pair_labels(*draw_pairs(n_val, 1))  # the val split's draws (seed 2 x 0 + 1)
+    assert keep["chance"] == pytest.approx(100 * torch.bincount(val_labels).max().item() / n_val, abs=1e-3)  # majority class
     assert keep["top1"] > inv["top1"] + 10, (keep["top1"], inv["top1"])
     assert inv["top1"] < keep["chance"] + 8, inv

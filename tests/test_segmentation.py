@@ -107,7 +107,7 @@ def test_voc_seg_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
                        "param_scheduler.0.end=200"))
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["protocol"] == "demo" and m["load_report"]["ok"]
+    assert m["protocol"] == "demo" and m["load_report"]["ok"] and m["resumed"] is False  # a fresh run
     assert m["load_report"]["verified_identical"] == m["load_report"]["backbone_tensors"] == 100
     assert set(m["per_class_IoU"]) >= {"background", "aeroplane", "bicycle", "bird", "boat"}
     assert m["mIoU"] > VOC_MIOU_MIN, m["per_class_IoU"]
@@ -193,3 +193,28 @@ def test_per_class_iou_metric_by_hand():
     assert math.isnan(m["IoU.dog"])
     assert m["mIoU"] == pytest.approx(sum(iou.values()) / 2, abs=0.01)  # mmseg rounds to 2 decimals
     assert m["aAcc"] == pytest.approx(100 * 95 / 115, abs=0.01)
+
+
+def test_backbone_load_hook_compares_the_model_with_the_users_checkpoint(tmp_path):
+    """The hook reads the user's checkpoint itself (not the file handed to mmengine) and compares every
+    backbone tensor: identical -> ok and counted; one tensor off -> the run stops naming it."""
+    from types import SimpleNamespace
+
+    import torch
+    from torchvision import models
+
+    from transfer.segmentation.hooks import BackboneLoadHook
+
+    torch.manual_seed(0)
+    net = models.resnet18(weights=None)
+    torch.save(net.state_dict(), tmp_path / "user.pth")
+    backbone = models.resnet18(weights=None)
+    backbone.load_state_dict(net.state_dict())
+    del backbone.fc
+    runner = SimpleNamespace(iter=0, model=SimpleNamespace(backbone=backbone), work_dir=str(tmp_path))
+    BackboneLoadHook(str(tmp_path / "user.pth")).before_train(runner)
+    assert runner.load_report["ok"] and runner.load_report["verified_identical"] == runner.load_report["backbone_tensors"] == 100
+    with torch.no_grad():
+        backbone.layer3[1].conv2.weight[0, 0, 0, 0] += 1e-3
+    with pytest.raises(RuntimeError, match=r"not identical \['layer3.1.conv2.weight'\]"):
+        BackboneLoadHook(str(tmp_path / "user.pth")).before_train(runner)
