@@ -101,7 +101,7 @@ def test_check_data_finds_each_planted_fault(demo_world, tmp_path):
     Image.open(masks[1]).resize((17, 23)).save(masks[1])                           # wrong-size mask
     m = Image.open(masks[2])
     arr = __import__("numpy").array(m)
-    arr[0, 0] = 30
+    arr[0, 0], arr[0, 1] = 30, 21  # 21: one past the last VOC class (20)
     out = Image.fromarray(arr, mode="P")
     out.putpalette(m.getpalette())
     out.save(masks[2])                                                             # label 30 outside 0..20 / 255
@@ -114,7 +114,7 @@ def test_check_data_finds_each_planted_fault(demo_world, tmp_path):
     assert r.returncode == 1 and "3 problems" in r.stdout, r.stdout
     assert f"{masks[0]}: mask file missing" in r.stdout
     assert f"{masks[1]}: mask is 17x23, its image" in r.stdout
-    assert f"{masks[2]}: label values [30] outside 0..20" in r.stdout
+    assert f"{masks[2]}: label values [21, 30] outside 0..20" in r.stdout
     r = _check(world, "voc_det")
     assert r.returncode == 1 and f"VOC2007/test: {xml}: annotation file missing" in r.stdout and "1 problems" in r.stdout
     ann = world / "coco/annotations/instances_val2017.json"

@@ -104,3 +104,30 @@ def test_refuses_non_empty_output(tmp_path):
         rc = runpy.run_path(str(ROOT / "tools/make_demo_data.py"))["main"]([str(tmp_path / "x"), "--scale", "0.05"])
     assert rc == 2 and "not empty" in err.getvalue()
     assert (tmp_path / "x/keep.txt").exists()
+
+
+def test_voc_boxes_frame_the_objects_pixels(demo_world):
+    """Each class's boxes (1-based, inclusive) frame that class's pixels in the image's label mask: the pixels
+    lie inside the box and span most of it (the mask leaves the objects' 1-pixel boundary band, thin tips
+    included, and difficult objects to ignore)."""
+    import numpy as np
+
+    base = demo_world / "VOC2012"
+    checked = 0
+    for xml in sorted((base / "Annotations").glob("*.xml")):
+        labels = np.array(Image.open(base / "SegmentationClassAug" / f"{xml.stem}.png"))
+        boxes = {}
+        for obj in ET.parse(xml).getroot().findall("object"):
+            if obj.find("difficult").text == "0":
+                bb = [int(obj.find(f"bndbox/{k}").text) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]
+                c = VOC_CLASSES.index(obj.find("name").text) + 1
+                old = boxes.get(c, bb)
+                boxes[c] = [min(old[0], bb[0]), min(old[1], bb[1]), max(old[2], bb[2]), max(old[3], bb[3])]
+        for c, (x0, y0, x1, y1) in boxes.items():
+            ys, xs = np.nonzero(labels == c)
+            if len(xs) < 20:  # a sliver left by occlusion
+                continue
+            assert x0 <= xs.min() and xs.max() <= x1 and y0 <= ys.min() and ys.max() <= y1, (xml.name, c)
+            assert xs.max() - xs.min() >= 0.6 * (x1 - x0) and ys.max() - ys.min() >= 0.6 * (y1 - y0), (xml.name, c)
+            checked += 1
+    assert checked >= 30

@@ -85,6 +85,16 @@ def test_nonfinite_loss_stops_with_a_clear_message(demo_world, tmp_path):
     assert "NonFiniteLossError" in r.stderr and "last good checkpoint" in r.stderr
 
 
+def test_numbers_written_as_strings_become_floats():
+    """YAML 1.1 reads 1e-4 as a string; the config turns it into the number (not an int, not an error)."""
+    from pretrain.config import ConfigError, load_config
+
+    cfg = load_config(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml", ["optim.weight_decay=1e-4", "optim.lr=5e-2"])
+    assert cfg["optim"]["weight_decay"] == 1e-4 and cfg["optim"]["lr"] == 0.05 and isinstance(cfg["optim"]["lr"], float)
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(None, ["optim.lr=fast"])
+
+
 def test_config_errors_name_the_key(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pretrain.train", str(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml"),
                         "optim.lrr=0.1"], cwd=ROOT, capture_output=True, text=True)
@@ -194,3 +204,19 @@ def test_the_trainer_scales_decays_and_fixes_the_predictor_lr_and_updates_the_em
     assert b.model.momentum == 0.99 and len(online) > 50
     for k, p in target.items():
         torch.testing.assert_close(p, 0.99 * target0[k] + 0.01 * online[k].detach(), rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_warm_up_is_linear_over_its_steps_then_the_cosine_runs_per_epoch(demo_world, tmp_path):
+    """warmup_epochs 0.5 of 3 steps = round(1.5) = 2 steps at base x 1/2, base x 2/2; then the cosine over the
+    remaining 4 of 6 steps, evaluated at each epoch's first step after warm-up (steps 2 and 3): t = 0 and 1/4."""
+    from pretrain.config import load_config
+    from pretrain.engine import Pretrainer
+
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    t = Pretrainer(load_config(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml",
+                               [*TINY, "optim.batch_size=8", "optim.lr=0.05", "optim.warmup_epochs=0.5", "data.workers=0",
+                                f"data.train={data}", f"train.output={tmp_path / 'a'}"]))
+    t.run()
+    base = 0.05 * 8 / 256
+    cos = base * 0.5 * (1 + math.cos(math.pi / 4))
+    assert [r["lr"] for r in t.history] == pytest.approx([base / 2, base, base, cos, cos, cos])
