@@ -3,8 +3,9 @@ by the recorded parameter vectors.
 
 This is the one implementation of that maths. The per-image path (`AugPipeline.apply`, run in the
 loader workers, `augment.device: loader`) calls `photometric` on a batch of one view; with
-`augment.device: train` the workers stop after crop + resize + flip and `DeviceAugment` calls it once
-per group of same-sized views on the training device, over every view of the batch (V·B, 3, S, S).
+`augment.device: train` the workers stop after crop + resize + flip and `DeviceAugment` calls it on the
+training device once per group of same-sized views, over every view of the batch (V·B, 3, S, S) (on a
+CPU once per view, B images, which keeps the working set in cache).
 Each sample is transformed by its own parameters only, so both paths give the same image to float
 rounding. The reference the tests pin every op against is torchvision's functional ops on float
 images.

