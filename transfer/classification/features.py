@@ -58,10 +58,14 @@ def build_backbone(weights: str, arch: str = "resnet50", seed: int = 0, stage: i
     return PooledStage(net, stage), dict(report, stage=stage)
 
 
+def eval_crop(size: int = 224) -> T.Compose:
+    """Resize(size·256/224) + CenterCrop(size): a uint8 image (3, size, size)."""
+    return T.Compose([T.ToImage(), T.Resize(round(size * 256 / 224), antialias=True), T.CenterCrop(size)])
+
+
 def eval_transform(size: int = 224) -> T.Compose:
-    """Resize(size·256/224) + CenterCrop(size), ImageNet normalisation."""
-    return T.Compose([T.ToImage(), T.Resize(round(size * 256 / 224), antialias=True), T.CenterCrop(size),
-                      T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
+    """`eval_crop`, ImageNet normalisation."""
+    return T.Compose([eval_crop(size), T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
 
 
 def train_transform(size: int = 224) -> T.Compose:
