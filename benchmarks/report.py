@@ -9,22 +9,14 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
+from transfer.tasks import TASKS, task_of
+
 from .references import REFERENCES
 from .stats import difference
-from .suite import Suite, pretrain_status, task_of
+from .suite import Suite
 
-TITLES = {"voc_det": "VOC07+12 det", "coco_det": "COCO det", "coco_instseg": "COCO inst. seg", "voc_seg": "VOC12 seg",
-          "cityscapes_seg": "Cityscapes seg", "linear_cls": "linear", "knn": "kNN", "colour_probe": "colour probe"}
-COLUMNS = {  # task -> (column, how to read it from metrics.json)
-    "voc_det": [("AP50", lambda m: m["AP50"]), ("AP", lambda m: m["AP"]), ("AP75", lambda m: m["AP75"])],
-    "coco_det": [("APbb", lambda m: m["bbox"]["AP"]), ("APbb50", lambda m: m["bbox"]["AP50"]), ("APbb75", lambda m: m["bbox"]["AP75"])],
-    "coco_instseg": [("APbb", lambda m: m["bbox"]["AP"]), ("APmk", lambda m: m["segm"]["AP"])],
-    "voc_seg": [("mIoU", lambda m: m["mIoU"])],
-    "cityscapes_seg": [("mIoU", lambda m: m["mIoU"])],
-    "linear_cls": [("top1", lambda m: m["top1"])],
-    "knn": [("top1", lambda m: m["top1"])],
-    "colour_probe": [("top1", lambda m: m["top1"])],
-}
+# task -> [(column, how to read it from metrics.json)]: a view of the task table (transfer/tasks.py)
+COLUMNS = {t.name: [(col, lambda m, t=t, col=col: t.metric(m, col)) for col, _ in t.columns] for t in TASKS.values()}
 FLAG = {"non-standard": "†", "demo": "‡", "paper": "§"}
 
 
@@ -36,15 +28,19 @@ def _ref_cell(ref: dict, key: tuple[str, str]) -> str:
 
 
 def _cells(suite: Suite) -> dict:
-    """{(checkpoint name, task): {"metrics": [...], "failed": [...], "skipped": [...]}}"""
+    """{(checkpoint name, task): {"metrics": [...], "failed": [...], "skipped": [...], "stale": [...]}}; a cell's
+    metrics count only when its run recorded the inputs the suite gives it now (`Suite.cell_state`)."""
     out = {}
     for ckpt, task, seed in suite.cells():
         d = suite.cell_dir(ckpt, task, seed)
-        entry = out.setdefault((ckpt.name, task), {"metrics": [], "failed": [], "skipped": []})
-        for name, key in (("metrics.json", "metrics"), ("failed.json", "failed"), ("skipped.json", "skipped")):
-            if (d / name).is_file():
+        entry = out.setdefault((ckpt.name, task), {"metrics": [], "failed": [], "skipped": [], "stale": []})
+        state, diff = suite.cell_state(ckpt, task, seed)
+        if state == "stale":
+            entry["stale"].append({"seed": seed, "differences": diff})
+        for name, key, want in (("metrics.json", "metrics", "done"), ("failed.json", "failed", "failed"),
+                                ("skipped.json", "skipped", "skipped")):
+            if state == want:
                 entry[key].append(dict(json.loads((d / name).read_text()), seed=seed))
-                break
     return out
 
 
@@ -112,7 +108,7 @@ def _columns(suite: Suite) -> list[tuple[str, str]]:
 def _title(task: str) -> str:
     """`knn` -> "kNN", `knn@layer2` -> "kNN layer2"."""
     base, _, label = task.partition("@")
-    return f"{TITLES[base]} {label}".strip()
+    return f"{TASKS[base].title} {label}".strip()
 
 
 def _header(suite: Suite, rows: list[dict], task: str, col: str) -> str:
@@ -216,9 +212,13 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pretrain_cell(folder: Path) -> str:
-    """"done (N steps) | <final loss>", "FAILED: <error> | –" or "not finished | –" for a pretraining folder."""
-    status = pretrain_status(folder)
+def _pretrain_cell(suite: Suite, ckpt, seed: int | None) -> str:
+    """"done (N steps) | <final loss>", "FAILED: <error> | –", "finished with other inputs | –" or
+    "not finished | –" for a config row's pretraining."""
+    folder = suite.pretrain_dir(ckpt, seed)
+    status = suite.pretrain_state(ckpt, seed)[0]
+    if status == "stale":
+        return "finished with other inputs (rerun the suite) | –"
     if status == "done":
         s = json.loads((folder / "pretrain_summary.json").read_text())
         return f"done ({s['steps']} steps) | {s['loss_last']:.4f}"
@@ -279,7 +279,7 @@ def write_report(suite: Suite) -> Path:
                "|---|---|---|---|---|---|"]
         for ck, ps in pre:
             md.append(f"| {ck.name} | `{Path(ck.config).name}` | {' '.join(f'`{o}`' for o in ck.overrides) or '–'} | "
-                      f"{'config' if ps is None else ps} | {_pretrain_cell(suite.pretrain_dir(ck, ps))} |")
+                      f"{'config' if ps is None else ps} | {_pretrain_cell(suite, ck, ps)} |")
         if suite.pretrain.overrides:
             md += ["", "Every row also: " + " ".join(f"`{o}`" for o in suite.pretrain.overrides)]
     used = sorted({p for r in rows for p in r["protocols"]})
@@ -308,9 +308,13 @@ def write_report(suite: Suite) -> Path:
         md += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
     failed = [(k, f) for k, e in cells.items() for f in e["failed"]]
     skipped = [(k, s) for k, e in cells.items() for s in e["skipped"]]
+    stale = [(k, s) for k, e in cells.items() for s in e["stale"]]
     n_done = sum(len(e["metrics"]) for e in cells.values())
     md += ["", "## Cells", "", f"{n_done} finished, {len(failed)} failed, {len(skipped)} skipped, "
-           f"{len(suite.cells()) - n_done - len(failed) - len(skipped)} not run; folders under `{out / 'cells'}`."]
+           + (f"{len(stale)} finished with other inputs (not shown; rerun the suite), " if stale else "")
+           + f"{len(suite.cells()) - n_done - len(failed) - len(skipped) - len(stale)} not run; folders under `{out / 'cells'}`."]
+    for (ck, task), st in stale:
+        md.append(f"- other inputs {ck} / {task} / seed {st['seed']}: {'; '.join(st['differences'][:3])}")
     for (ck, task), f in failed:
         md.append(f"- FAILED {ck} / {task} / seed {f['seed']}: {f['error']} (see `{suite.output / 'cells'}/.../failed.json`)")
     for (ck, task), s in skipped:

@@ -3,8 +3,10 @@
     python -m benchmarks.run SUITE.yaml [--report-only] [--scheduler local|slurm] [--dry-run]
 
 Each cell (checkpoint, task, seed) runs `tools/run_transfer.py` in its own folder
-`<output>/cells/<checkpoint>/<task>/s<seed>/` and is finished when its metrics.json exists: a restarted
-suite skips finished cells (and a cell's own run resumes from its last checkpoint). A failing cell is
+`<output>/cells/<checkpoint>/<task>/s<seed>/` and is finished when its run recorded (run.json) the inputs the
+suite gives it now: a restarted suite skips finished cells (and a cell's own run resumes from its last
+checkpoint); a cell or pretraining that finished with other inputs (another checkpoint file, config,
+overrides or task arguments) is deleted and run again, and the report never shows it. A failing cell is
 recorded in failed.json with its error and the others go on; a task whose engine is not installed is
 recorded as skipped with the reason. A row given as a pretraining `config` is first pretrained, one
 pretraining cell per config (and seed with `pretrain.per_seed`) in `<output>/pretrain/<row>[/s<seed>]/`,
@@ -27,38 +29,43 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pretrain.cli import guarded
+from transfer.tasks import TASKS, task_of
+
 from .report import write_report
-from .suite import ENGINES, Suite, SuiteError, load_suite, pretrain_status, task_of
+from .suite import Suite, SuiteError, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = {"detectron2": "detectron2 is not installed (install it by its official instructions; see README)",
            "mmseg": "mmsegmentation is not installed (run `make setup`)"}
 
 
-def cell_status(folder: Path) -> str:
-    if (folder / "metrics.json").is_file():
-        return "done"
-    if (folder / "skipped.json").is_file():
-        return "skipped"
-    if (folder / "failed.json").is_file():
-        return "failed"
-    return "todo"
-
-
 def pretrain_command(suite: Suite, ckpt, seed: int | None) -> list[str]:
     launcher = shlex.split(suite.pretrain.launch) or [sys.executable]
-    return [*launcher, "-m", "pretrain.train", ckpt.config, *suite.pretrain.overrides, *ckpt.overrides,
-            *([f"train.seed={seed}"] if seed is not None else []), f"train.output={suite.pretrain_dir(ckpt, seed)}"]
+    return [*launcher, "-m", "pretrain.train", ckpt.config, *suite.pretrain_overrides(ckpt, seed)]
 
 
 def cell_command(suite: Suite, ckpt, task: str, seed: int) -> list[str]:
     launcher = shlex.split(suite.launch.get(task) or "") or [sys.executable]
-    return [*launcher, str(ROOT / "tools/run_transfer.py"), "--task", task_of(task), "--weights", suite.weights(ckpt, seed),
-            "--seed", str(seed), "--output", str(suite.cell_dir(ckpt, task, seed)), *suite.tasks[task]]
+    return [*launcher, str(ROOT / "tools/run_transfer.py"), "--task", task_of(task), *suite.cell_args(ckpt, task, seed)]
+
+
+def clear_stale(suite: Suite, dry_run: bool) -> None:
+    """A pretraining or cell that finished with other inputs than the suite asks for now (another checkpoint
+    file, config, overrides or task arguments) is deleted, so that it runs again; the differences are printed."""
+    for kind, folder, (state, diff) in (
+            [("pretraining", suite.pretrain_dir(c, ps), suite.pretrain_state(c, ps)) for c in suite.checkpoints
+             for ps in suite.pretrainings(c)]
+            + [("cell", suite.cell_dir(*c), suite.cell_state(*c)) for c in suite.cells()]):
+        if state == "stale":
+            print(f"[bench] {kind} {folder}: finished with other inputs than the suite now gives; "
+                  + ("it would run again" if dry_run else "running it again") + "".join(f"\n    {d}" for d in diff[:8]))
+            if not dry_run:
+                shutil.rmtree(folder)
 
 
 def _write(path: Path, obj) -> None:
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(path, obj)
 
@@ -86,7 +93,8 @@ def run_pretrain_cell(suite: Suite, ckpt, seed: int | None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "failed.json").unlink(missing_ok=True)
     return _run_logged(pretrain_command(suite, ckpt, seed), folder, "pretrain.log",
-                       {"checkpoint": ckpt.name, "config": ckpt.config, "seed": seed}, lambda: pretrain_status(folder) == "done")
+                       {"checkpoint": ckpt.name, "config": ckpt.config, "seed": seed},
+                       lambda: suite.pretrain_state(ckpt, seed)[0] == "done")
 
 
 def run_cell(suite: Suite, ckpt, task: str, seed: int) -> str:
@@ -94,7 +102,7 @@ def run_cell(suite: Suite, ckpt, task: str, seed: int) -> str:
     folder = suite.cell_dir(ckpt, task, seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "failed.json").unlink(missing_ok=True)
-    engine = ENGINES.get(task_of(task))
+    engine = TASKS[task_of(task)].engine
     if engine and importlib.util.find_spec(engine) is None:
         _write(folder / "skipped.json", {"task": task, "reason": INSTALL[engine]})
         return "skipped"
@@ -102,7 +110,7 @@ def run_cell(suite: Suite, ckpt, task: str, seed: int) -> str:
     record = {"task": task, "checkpoint": ckpt.name, "seed": seed}
     for pseed in suite.pretrainings(ckpt):
         pdir = suite.pretrain_dir(ckpt, pseed)
-        if pseed in (None, seed) and pretrain_status(pdir) != "done":
+        if pseed in (None, seed) and suite.pretrain_state(ckpt, pseed)[0] != "done":
             _write(folder / "failed.json", {**record, "error": f"its pretraining did not finish (see {pdir})"})
             return "failed"
     return _run_logged(cell_command(suite, ckpt, task, seed), folder, "cell.log", record, lambda: (folder / "metrics.json").is_file())
@@ -137,7 +145,7 @@ def submit_slurm(suite: Suite, cells, sbatch_args: str, dry_run: bool) -> None:
     for ckpt in suite.checkpoints:
         for pseed in suite.pretrainings(ckpt):
             pdir = suite.pretrain_dir(ckpt, pseed)
-            if pretrain_status(pdir) == "done":
+            if suite.pretrain_state(ckpt, pseed)[0] == "done":
                 continue
             tag = f"{ckpt.slug}" + ("" if pseed is None else f"__s{pseed}")
             script = _script(folder / f"pretrain__{tag}.sh", f"pretrain-{tag}", pdir, sbatch_args, pretrain_command(suite, ckpt, pseed))
@@ -157,15 +165,21 @@ def main(argv=None) -> int:
     p.add_argument("--sbatch-args", default="", help="extra #SBATCH line for --scheduler slurm, e.g. '--gres=gpu:8 -p dev'")
     p.add_argument("--dry-run", action="store_true", help="list (slurm: write) the cells to run, run nothing")
     args = p.parse_args(argv)
+    return guarded(lambda: _main(args), SuiteError, resume_hint="rerun the same command: finished cells are kept")
+
+
+def _main(args) -> int:
     try:
         suite = load_suite(args.suite)
     except (SuiteError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cells = suite.cells()
-    todo = [c for c in cells if cell_status(suite.cell_dir(*c)) != "done"]
+    if not args.report_only:
+        clear_stale(suite, args.dry_run)
+    todo = [c for c in cells if suite.cell_state(*c)[0] != "done"]
     pre = [(c, ps) for c in suite.checkpoints for ps in suite.pretrainings(c)]
-    pre_todo = sum(pretrain_status(suite.pretrain_dir(c, ps)) != "done" for c, ps in pre)
+    pre_todo = sum(suite.pretrain_state(c, ps)[0] != "done" for c, ps in pre)
     print(f"[bench] {suite.name}: {len(suite.checkpoints)} checkpoints x {len(suite.tasks)} tasks x {len(suite.seeds)} seeds "
           f"= {len(cells)} cells, {len(cells) - len(todo)} finished, {len(todo)} to run"
           + (f"; {len(pre)} pretrainings, {pre_todo} to run" if pre else "") + f" -> {suite.output}")
@@ -181,7 +195,7 @@ def main(argv=None) -> int:
             return 0
         work = []  # row by row: its pretraining(s), then its cells
         for c in suite.checkpoints:
-            work += [("pretrain", c, ps) for ps in suite.pretrainings(c) if pretrain_status(suite.pretrain_dir(c, ps)) != "done"]
+            work += [("pretrain", c, ps) for ps in suite.pretrainings(c) if suite.pretrain_state(c, ps)[0] != "done"]
             work += [("cell", *t) for t in todo if t[0] is c]
         bar = tqdm(work, desc="cells", unit="cell", dynamic_ncols=True)
         for kind, ckpt, *rest in bar:
@@ -200,7 +214,7 @@ def main(argv=None) -> int:
             tqdm.write(f"[bench] {what}: {status} ({time.time() - t0:.0f} s)" + (f" -> {where / 'failed.json'}" if status == "failed" else ""))
     report = write_report(suite)
     print(f"[bench] report: {report}")
-    statuses = [cell_status(suite.cell_dir(*c)) for c in cells]
+    statuses = [suite.cell_state(*c)[0] for c in cells]
     return 1 if "failed" in statuses else 0
 
 

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import yaml
 
+from pretrain.run_folder import RUN_FILE, differences
+from transfer.common import request_identity
+from transfer.tasks import TASKS, task_of
+
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ("voc_det", "coco_det", "coco_instseg", "voc_seg", "cityscapes_seg", "linear_cls", "knn", "colour_probe")
-ENGINES = {"voc_det": "detectron2", "coco_det": "detectron2", "coco_instseg": "detectron2",
-           "voc_seg": "mmseg", "cityscapes_seg": "mmseg"}  # by task (see task_of)
 
 
 class SuiteError(ValueError):
@@ -71,20 +72,11 @@ class Pretraining:
     per_seed: bool = False
 
 
-def pretrain_status(folder: Path) -> str:
-    """done (pretrain_summary.json reports the whole schedule), failed (failed.json), or todo (not
-    started, or stopped part-way: rerunning resumes from its last.pth)."""
-    summary = folder / "pretrain_summary.json"
-    if summary.is_file():
-        s = json.loads(summary.read_text())
-        if s.get("steps") == s.get("total_steps"):
-            return "done"
-    return "failed" if (folder / "failed.json").is_file() else "todo"
-
-
-def task_of(column: str) -> str:
-    """The run_transfer.py task of a suite column (`knn@layer2` -> `knn`)."""
-    return column.split("@", 1)[0]
+def _recorded(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -120,6 +112,48 @@ class Suite:
         if not ckpt.config:
             return ckpt.path
         return str(self.pretrain_dir(ckpt, seed if self.pretrain.per_seed else None) / "last.pth")
+
+    def cell_args(self, ckpt: Checkpoint, task: str, seed: int) -> list[str]:
+        """The arguments of `run_transfer.py --task <task of the column>` for this cell."""
+        return ["--weights", self.weights(ckpt, seed), "--seed", str(seed), "--output", str(self.cell_dir(ckpt, task, seed)),
+                *self.tasks[task]]
+
+    def pretrain_overrides(self, ckpt: Checkpoint, seed: int | None) -> list[str]:
+        """The KEY=VALUE overrides of a config row's pretraining (the suite's, the row's, its seed and folder)."""
+        return [*self.pretrain.overrides, *ckpt.overrides, *([f"train.seed={seed}"] if seed is not None else []),
+                f"train.output={self.pretrain_dir(ckpt, seed)}"]
+
+    def cell_state(self, ckpt: Checkpoint, task: str, seed: int) -> tuple[str, list[str]]:
+        """(state, differences): "done" (its run finished with the inputs this cell asks for now), "stale" (it
+        finished with other inputs: the differences), "failed", "skipped" or "todo"."""
+        folder = self.cell_dir(ckpt, task, seed)
+        if (folder / "metrics.json").is_file():
+            rec = _recorded(folder)
+            if rec is None or rec.get("status") != "finished":
+                return "stale", [f"{folder / RUN_FILE}: no finished run recorded"]
+            diff = differences(rec.get("request") or {}, request_identity(task_of(task), self.cell_args(ckpt, task, seed)))
+            return ("stale", diff) if diff else ("done", [])
+        for name, state in (("skipped.json", "skipped"), ("failed.json", "failed")):
+            if (folder / name).is_file():
+                return state, []
+        return "todo", []
+
+    def pretrain_state(self, ckpt: Checkpoint, seed: int | None) -> tuple[str, list[str]]:
+        """(state, differences) of a config row's pretraining: "done" (pretrain_summary.json reports the whole
+        schedule and run.json the config this suite asks for now), "stale" (finished with another config),
+        "failed" (failed.json), or "todo" (not started, or stopped part-way: rerunning resumes from last.pth)."""
+        from pretrain.config import load_config
+        from pretrain.engine import run_identity
+
+        folder = self.pretrain_dir(ckpt, seed)
+        summary = folder / "pretrain_summary.json"
+        if summary.is_file() and (s := json.loads(summary.read_text())).get("steps") == s.get("total_steps"):
+            rec = _recorded(folder)
+            if rec is None:
+                return "stale", [f"{folder / RUN_FILE}: no run recorded"]
+            diff = differences(rec["identity"], run_identity(load_config(ckpt.config, self.pretrain_overrides(ckpt, seed)))[0])
+            return ("stale", diff) if diff else ("done", [])
+        return ("failed" if (folder / "failed.json").is_file() else "todo"), []
 
 
 def _path(value: str, base: Path, *more: Path) -> str:
@@ -157,8 +191,14 @@ def _expand(value, where: str):
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.is_file():
-        raise SuiteError(f"{path}: no such suite file")
-    doc = _expand(yaml.safe_load(path.read_text()) or {}, str(path))
+        raise SuiteError(f"{path}: {'is a folder, not a suite file' if path.is_dir() else 'no such suite file'}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SuiteError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(doc, dict):
+        raise SuiteError(f"{path}: holds a YAML {type(doc).__name__}; a suite is a mapping (name:, checkpoints:, tasks:, ...)")
+    doc = _expand(doc, str(path))
     where = lambda key: f"{path}: {key}"
     unknown = set(doc) - {"name", "output", "seeds", "baseline", "references", "checkpoints", "tasks", "pretrain"}
     if unknown:
@@ -191,6 +231,8 @@ def load_suite(path: str | Path) -> Suite:
     for t, args in doc["tasks"].items():
         if task_of(t) not in TASKS:
             raise SuiteError(where(f"tasks.{t}") + f": unknown task; choose from {', '.join(TASKS)} (TASK@LABEL for variants)")
+        if isinstance(args, (str, int, float)) or (args is not None and not isinstance(args, (list, dict))):
+            raise SuiteError(where(f"tasks.{t}") + " must be a list of run_transfer.py arguments or {args, launch}")
         if isinstance(args, dict):
             extra = set(args) - {"args", "launch"}
             if extra:

@@ -1,37 +1,14 @@
-"""Atomic checkpoint writes and safe loads (`weights_only=True`: no arbitrary unpickling)."""
+"""Checkpoint loads without arbitrary unpickling (`weights_only=True`) and RNG states; the atomic
+writers live in `files`."""
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 FORMAT = "hier-aug-pretrain"
-
-
-def replace_atomically(path: str | Path, write) -> None:
-    """`write(tmp)` writes a temporary file in `path`'s folder; it is fsynced and renamed over `path`:
-    a crash leaves either the old or the new file, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_atomic(obj, path: str | Path) -> None:
-    """torch.save, atomically (`replace_atomically`)."""
-    replace_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_safe(path: str | Path, map_location="cpu"):

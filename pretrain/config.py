@@ -130,12 +130,17 @@ def _coerce(default, value, where: str):
 
 
 def _read(path: Path) -> dict:
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder; give a YAML file (e.g. configs/pretrain/*.yaml)")
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {path} holds a YAML {type(doc).__name__}; its top level must be a mapping "
+                          "of sections (method:, optim:, ...)")
     bases = doc.pop("_base_", [])
     merged: dict = {}
     for b in [bases] if isinstance(bases, str) else bases:
@@ -212,7 +217,86 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"optim.schedule_unit must be epoch or step, got {cfg['optim']['schedule_unit']!r}")
     if cfg["optim"]["name"] not in ("sgd", "lars"):
         raise ConfigError(f"optim.name must be sgd or lars, got {cfg['optim']['name']!r}")
+    if cfg["train"]["device"] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, got {cfg['train']['device']!r}")
+    _check_ranges(cfg)
 
 
-def dump(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+# key -> (integer?, lowest, highest, lowest excluded?): numbers checked where they enter
+RANGES = {
+    "optim.epochs": (True, 1, None, False), "optim.batch_size": (True, 1, None, False), "optim.lr": (False, 0, None, True),
+    "optim.momentum": (False, 0, 1, False), "optim.weight_decay": (False, 0, None, False),
+    "optim.warmup_epochs": (False, 0, None, False), "optim.min_lr": (False, 0, None, False),
+    "optim.lars_eta": (False, 0, None, True),
+    "augment.size": (True, 16, None, False), "augment.flip_p": (False, 0, 1, False), "augment.jitter_p": (False, 0, 1, False),
+    "augment.gray_p": (False, 0, 1, False), "augment.blur_p": (False, 0, 1, False), "augment.solarize_p": (False, 0, 1, False),
+    "augment.rotate_p": (False, 0, 1, False),
+    "data.workers": (True, 0, None, False), "data.max_bad_fraction": (False, 0, 1, False),
+    "train.seed": (True, 0, None, False), "train.log_every": (True, 1, None, False),
+    "train.ckpt_every_steps": (True, 0, None, False), "train.keep_every_epochs": (True, 0, None, False),
+    "train.max_steps": (True, 0, None, False),
+    "method.momentum": (False, 0, 1, False), "method.queue_size": (True, 1, None, False),
+    "method.temperature": (False, 0, None, True), "method.pred_hidden": (True, 1, None, False),
+    "method.lambd": (False, 0, None, False), "method.loss_scale": (False, 0, None, True),
+    "method.proj.hidden": (True, 1, None, False), "method.proj.out": (True, 1, None, False),
+    "method.proj.num_layers": (True, 1, None, False), "expand.dim": (True, 1, None, False),
+}
+
+
+def _in_range(key: str, value, integer: bool, lo, hi, open_lo: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (not integer or float(value).is_integer())
+    ok = ok and (lo is None or (value > lo if open_lo else value >= lo)) and (hi is None or value <= hi)
+    if not ok:
+        want = ("an integer" if integer else "a number") + (f" {'>' if open_lo else '>='} {lo}" if lo is not None else "") \
+            + (f" and <= {hi}" if hi is not None else "")
+        raise ConfigError(f"{key}={value!r} is out of range: must be {want}")
+
+
+def _check_ranges(cfg: dict) -> None:
+    for key, spec in RANGES.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        _in_range(key, node, *spec)
+    a = cfg["augment"]
+    for view in [a, *a["views"]]:
+        lo, hi = view.get("crop_scale", a["crop_scale"])
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"augment.crop_scale={[lo, hi]} is out of range: must be 0 < min <= max <= 1")
+        lo, hi = view.get("blur_sigma", a["blur_sigma"])
+        if not 0 < lo <= hi:
+            raise ConfigError(f"augment.blur_sigma={[lo, hi]} is out of range: must be 0 < min <= max")
+        jitter = view.get("jitter", a["jitter"])
+        if len(jitter) != 4 or min(jitter) < 0 or jitter[3] > 0.5:
+            raise ConfigError(f"augment.jitter={jitter} is out of range: four strengths >= 0 (brightness, contrast, "
+                              "saturation, hue <= 0.5)")
+        for k in ("flip_p", "jitter_p", "gray_p", "blur_p", "solarize_p", "rotate_p"):
+            if k in view and view is not a:
+                _in_range(f"augment.views[].{k}", view[k], False, 0, 1, False)
+    for i, w in enumerate(cfg["hier"]["weights"]):
+        _in_range(f"hier.weights[{i}]", w, False, 0, None, False)
+
+
+# what does not change a run's result: where and how it runs (may differ between a run and its resume)
+SETTINGS = ("name", "train.output", "train.device", "train.ckpt_every_steps", "train.keep_every_epochs", "train.log_every",
+            "train.max_steps", "data.workers", "data.max_bad_fraction", "method.batching", "augment.device")
+
+
+def identity(cfg: dict) -> tuple[dict, dict]:
+    """(identity, settings) of a pretraining run: every config key except `SETTINGS`, with the data folder
+    as an absolute path and the class list as its class names; the settings apart."""
+    ident, settings = copy.deepcopy(cfg), {}
+    for key in SETTINGS:
+        *parents, leaf = key.split(".")
+        node = ident
+        for p in parents:
+            node = node[p]
+        settings[key] = node.pop(leaf)
+    ident["data"]["train"] = str(Path(cfg["data"]["train"]).expanduser().resolve())
+    if cfg["data"]["class_list"] is not None:
+        from .data import read_class_list
+
+        ident["data"]["class_list"] = read_class_list(cfg["data"]["class_list"])
+    return ident, settings
+
+

@@ -14,15 +14,19 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .build import build_device_augment, build_model, build_transform
-from .checkpoint import FORMAT, load_safe, rng_state, save_atomic, set_rng_state
-from .data import ResumableSampler, collate_views
+from .checkpoint import FORMAT, load_safe, rng_state, set_rng_state
+from .config import ConfigError
+from .data import ResumableSampler, collate_views, read_class_list
 from .dist import DistInfo, convert_sync_batchnorm
+from .files import replace_atomically, save_atomic, write_json
 from .optim import build_optimizer, lr_at, scaled_lr, schedule_step, set_lr
+from .run_folder import RunConflict, RunFolder, git_commit, package_version
 from .viewbn import make_per_view
 from .views import MultiViewDataset
 
@@ -39,16 +43,10 @@ def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
         want = "cuda" if torch.cuda.is_available() else "cpu"
     if want == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no GPU is visible; use train.device=cpu")
+            raise ConfigError("train.device=cuda but no GPU is visible (torch.cuda.is_available() is False); "
+                              "use train.device=cpu or auto")
         return torch.device("cuda", info.local_rank)
     return torch.device(want)
-
-
-def read_class_list(path: str | None) -> list[str] | None:
-    if path is None:
-        return None
-    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
 def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
@@ -56,8 +54,38 @@ def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
     if not root.is_dir():
         raise FileNotFoundError(f"data.train={root} is not a folder; point it at an ImageFolder root "
                                 "(one sub-folder per class), e.g. data.train=/datasets/imagenet/train")
-    return MultiViewDataset(str(root), build_transform(cfg, device_type), cfg["train"]["seed"],
-                            read_class_list(cfg["data"]["class_list"]))
+    try:
+        return MultiViewDataset(str(root), build_transform(cfg, device_type), cfg["train"]["seed"],
+                                read_class_list(cfg["data"]["class_list"]))
+    except FileNotFoundError as e:  # ImageFolder: a class folder without images, or no class folders
+        raise FileNotFoundError(f"data.train={root}: {e} Every class folder needs at least one image; remove the empty "
+                                "folders or point data.train at the ImageFolder root.") from None
+
+
+def output_dir(cfg: dict) -> Path:
+    return Path(cfg["train"]["output"] or f"work_dirs/{cfg['name']}")
+
+
+def run_folder(cfg: dict) -> RunFolder:
+    return RunFolder(output_dir(cfg), "pretrain", elsewhere="train.output=DIR", overwrite="--overwrite")
+
+
+def run_identity(cfg: dict) -> tuple[dict, dict]:
+    """(identity, settings) of a pretraining run: the config's result-deciding keys (`config.identity`) and
+    this package's version; the settings with the git commit."""
+    from .config import identity
+
+    ident, settings = identity(cfg)
+    ident["package"] = package_version()
+    settings["git"] = git_commit()
+    return ident, settings
+
+
+def open_run(cfg: dict, info: DistInfo = DistInfo(), overwrite: bool = False) -> str:
+    """Claim the run folder (`run_folder.RunFolder.open`): "new", "resume" or "finished"."""
+    ident, settings = run_identity(cfg)
+    return run_folder(cfg).open(ident, dict(settings, world_size=info.world_size), request=ident, overwrite=overwrite,
+                                is_main=info.is_main, log=log.info)
 
 
 class Pretrainer:
@@ -66,7 +94,7 @@ class Pretrainer:
     def __init__(self, cfg: dict, info: DistInfo = DistInfo()):
         self.cfg, self.info = cfg, info
         t = cfg["train"]
-        self.out = Path(t["output"] or f"work_dirs/{cfg['name']}")
+        self.out = output_dir(cfg)
         self.device = resolve_device(cfg, info)
         torch.manual_seed(t["seed"])
         model = build_model(cfg, self.device.type).to(self.device)
@@ -120,10 +148,10 @@ class Pretrainer:
             return False
         ck = load_safe(path)
         if ck.get("format") != FORMAT or ck.get("method") != self.model.name:
-            raise ValueError(f"{path} is a {ck.get('method')!r} checkpoint of format {ck.get('format')!r}, not a "
+            raise RunConflict(f"{path} is a {ck.get('method')!r} checkpoint of format {ck.get('format')!r}, not a "
                              f"{self.model.name!r} run; use another train.output or remove the file")
         if ck["steps_per_epoch"] != self.steps_per_epoch:
-            raise ValueError(f"{path} was written with {ck['steps_per_epoch']} steps per epoch, this run has "
+            raise RunConflict(f"{path} was written with {ck['steps_per_epoch']} steps per epoch, this run has "
                              f"{self.steps_per_epoch} (dataset, batch size or process count changed); use a new train.output")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -195,7 +223,8 @@ class Pretrainer:
 
             writer = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step)
             jsonl = open(self.out / "log.jsonl", "a")
-            (self.out / "config.yaml").write_text(__import__("yaml").safe_dump(self.cfg, sort_keys=False))
+            text = yaml.safe_dump(self.cfg, sort_keys=False)
+            replace_atomically(self.out / "config.yaml", lambda tmp: tmp.write_text(text))
         end = self.total_steps if not t["max_steps"] else min(self.total_steps, t["max_steps"])
         bar = tqdm(total=end, initial=self.global_step, desc=f"pretrain {self.model.name}", unit="step",
                    disable=not self.info.is_main, dynamic_ncols=True)
@@ -248,5 +277,7 @@ class Pretrainer:
             "stage_loss_last": {k: sum(r[k] for r in h[-n:]) / n for k in stage_keys},
         }
         if self.info.is_main:
-            (self.out / "pretrain_summary.json").write_text(json.dumps(s, indent=2) + "\n")
+            write_json(self.out / "pretrain_summary.json", s)
+            if self.global_step == self.total_steps:
+                run_folder(self.cfg).finish()
         return s

@@ -4,7 +4,8 @@ Examples:
     python -m pretrain.train configs/pretrain/simsiam-hier_resnet18_1xb32-coslr-3e_demo.yaml
     torchrun --nproc_per_node 8 -m pretrain.train configs/pretrain/simsiam-hier_resnet50_8xb32-coslr-200e_in100.yaml \\
         data.train=/datasets/imagenet/train data.class_list=configs/pretrain/in100_classes.txt
-A run resumes automatically from <train.output>/last.pth.
+A run resumes automatically from <train.output>/last.pth when its inputs are the same (run.json); a
+folder holding a run with other inputs is refused (another train.output, or --overwrite).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import logging
 import sys
 
+from .cli import guarded
 from .config import ConfigError, load_config
 from .dist import init_distributed
 
@@ -22,6 +24,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config (configs/pretrain/*.yaml)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. optim.epochs=100 train.output=runs/x")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--overwrite", action="store_true", help="start over in train.output, deleting the run there "
+                   "(needed when that run had other inputs)")
     return p
 
 
@@ -35,11 +39,20 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(cfg, indent=2))
         return 0
+    return guarded(lambda: _train(cfg, args.overwrite))
+
+
+def _train(cfg: dict, overwrite: bool) -> int:
     info = init_distributed()
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    from .engine import Pretrainer
+    from .engine import Pretrainer, open_run, output_dir
 
+    if open_run(cfg, info, overwrite) == "finished":
+        if info.is_main:
+            print(f"{output_dir(cfg)}: already finished with these inputs ({output_dir(cfg) / 'pretrain_summary.json'}); "
+                  "nothing to do (--overwrite to run it again)")
+        return 0
     summary = Pretrainer(cfg, info).run()
     if info.is_main:
         print(json.dumps({k: summary[k] for k in ("method", "steps", "loss_first", "loss_last", "checkpoint")}))

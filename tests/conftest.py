@@ -100,3 +100,19 @@ def kill_when(cmd: list[str], path_appears: Path, timeout: int = 600) -> None:
         time.sleep(0.2)
     os.killpg(proc.pid, 9)
     proc.wait()
+
+
+def write_cell(suite, ckpt, task: str, seed: int, metrics: dict) -> None:
+    """A finished suite cell made by hand: its metrics.json and the run.json a finished run of the cell's
+    command records (status finished, the request the suite gives the cell)."""
+    import json
+
+    from transfer.common import request_identity
+    from transfer.tasks import task_of
+
+    d = suite.cell_dir(ckpt, task, seed)
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    request = request_identity(task_of(task), suite.cell_args(ckpt, task, seed))
+    (d / "run.json").write_text(json.dumps({"kind": f"transfer:{task_of(task)}", "status": "finished", "identity": {},
+                                            "request": request, "settings": {}, "history": []}))

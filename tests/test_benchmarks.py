@@ -12,7 +12,7 @@ import yaml
 from benchmarks.report import aggregate, write_report
 from benchmarks.suite import SuiteError, load_suite
 
-from .conftest import ROOT
+from .conftest import ROOT, write_cell
 
 
 def _suite(tmp_path, checkpoints, tasks, seeds=(0, 1), baseline=None):
@@ -50,12 +50,8 @@ def test_aggregation_mean_std_delta_and_flags(tmp_path):
     for ck in suite.checkpoints:
         for seed in suite.seeds:
             v = values[(ck.name, seed)]
-            d = suite.cell_dir(ck, "voc_det", seed)
-            d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps({"protocol": "standard", "AP50": v, "AP": v - 20, "AP75": v - 10}))
-    d = suite.cell_dir(suite.checkpoints[1], "voc_seg", 0)
-    d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps({"protocol": "non-standard", "mIoU": 60.0}))
+            write_cell(suite, ck, "voc_det", seed, {"protocol": "standard", "AP50": v, "AP": v - 20, "AP75": v - 10})
+    write_cell(suite, suite.checkpoints[1], "voc_seg", 0, {"protocol": "non-standard", "mIoU": 60.0})
     rows = {(r["checkpoint"], r["task"], r["metric"]): r for r in aggregate(suite)}
     assert rows[("ours", "voc_det", "AP50")]["mean"] == 54.0 and rows[("ours", "voc_det", "AP50")]["std"] == pytest.approx(1.41421, 1e-4)
     assert rows[("ours", "voc_det", "AP50")]["delta"] == 3.0 and rows[("base", "voc_det", "AP50")]["delta"] is None
@@ -105,9 +101,7 @@ def test_paper_protocol_rows_and_reference_protocols_are_marked(tmp_path):
     rows run with the paper's protocol get §."""
     path = _suite(tmp_path, [{"name": "ours", "path": "random", "data": "IN-1k"}], {"linear_cls": []}, seeds=(0,))
     suite = load_suite(path)
-    d = suite.cell_dir(suite.checkpoints[0], "linear_cls", 0)
-    d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps({"protocol": "paper", "top1": 61.25, "dataset": "ImageNet-1K"}))
+    write_cell(suite, suite.checkpoints[0], "linear_cls", 0, {"protocol": "paper", "top1": 61.25, "dataset": "ImageNet-1K"})
     report = write_report(suite).read_text()
     assert "61.25§" in report and "§ the paper's protocol" in report
     assert "76.1\\*" in report and "\\* supervised end-to-end training (torchvision R50), not a linear probe" in report

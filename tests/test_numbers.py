@@ -2,7 +2,6 @@
 loop for kNN votes and accuracies, binomial bounds for augmentation probabilities, and every report
 cell (Markdown, CSV, LaTeX) recomputed from the metrics.json files it came from."""
 import csv
-import json
 import math
 import random
 import statistics
@@ -13,6 +12,8 @@ import yaml
 
 from pretrain.augment import PARAM_SLICES, AugPipeline
 from transfer.classification.knn import knn_predict, per_class_accuracy, topk_accuracy
+
+from .conftest import write_cell
 
 
 def _knn_loop(train_f, train_y, test_f, num_classes, k, t):
@@ -95,9 +96,7 @@ def test_every_report_cell_is_the_mean_and_std_of_its_metrics(tmp_path):
                     else:
                         kind, key = ("bbox", "AP" + c[4:]) if c.startswith("APbb") else ("segm", "AP")
                         m.setdefault(kind, {})[key] = v
-                d = suite.cell_dir(ck, task, seed)
-                d.mkdir(parents=True)
-                (d / "metrics.json").write_text(json.dumps(m))
+                write_cell(suite, ck, task, seed, m)
                 for c, v in vals.items():
                     written.setdefault((ck.name, task, c), []).append(v)
     report = write_report(suite).read_text()
@@ -169,9 +168,7 @@ def test_report_shows_each_difference_with_its_interval(tmp_path):
     for ck in suite.checkpoints:
         for task in suite.tasks:
             for seed, v in enumerate(values[ck.name]):
-                d = suite.cell_dir(ck, task, seed)
-                d.mkdir(parents=True)
-                (d / "metrics.json").write_text(json.dumps({"protocol": "standard", "top1": v, "stage": 2 if "@" in task else 4}))
+                write_cell(suite, ck, task, seed, {"protocol": "standard", "top1": v, "stage": 2 if "@" in task else 4})
     report = write_report(suite).read_text()
     diffs = report.split("## Differences to base")[1]
     half = 4.302653 * math.sqrt(1 / 3) / math.sqrt(3)

@@ -16,19 +16,22 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transfer.common import write_json  # noqa: E402
-from transfer.datacheck import TASKS, check, items  # noqa: E402
+from pretrain.cli import guarded, number
+from pretrain.files import write_json
+from transfer.datacheck import TASKS, check, items
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path)
     p.add_argument("--task", choices=TASKS, default="pretrain")
-    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    p.add_argument("--workers", type=number(int, 1), default=min(16, os.cpu_count() or 1))
     p.add_argument("--json", type=Path, default=None, help="also write the faults here")
     args = p.parse_args(argv)
+    return guarded(lambda: _check(args), resume_hint="nothing was written")
+
+
+def _check(args) -> int:
     try:
         samples, faults = items(args.task, args.root)
     except (FileNotFoundError, ValueError) as e:

@@ -20,10 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transfer.convert import write_detectron2_pkl  # noqa: E402
-from transfer.weights import CheckpointError, extract_backbone  # noqa: E402
+from pretrain.cli import guarded
+from transfer.convert import d2_name, write_detectron2_pkl
+from transfer.weights import CheckpointError, extract_backbone
 
 
 def main(argv=None) -> int:
@@ -35,15 +34,13 @@ def main(argv=None) -> int:
     if args.output.suffix != ".pkl":
         print(f"error: {args.output}: the output must end in .pkl (Detectron2 reads pickles by that suffix)", file=sys.stderr)
         return 2
-    try:
-        ex = extract_backbone(args.input)
-        model = write_detectron2_pkl(ex, args.output)
-    except CheckpointError as e:
-        print(f"error: {args.input}: {e}", file=sys.stderr)
-        return 1
-    if args.verbose:
-        from transfer.convert import d2_name
+    return guarded(lambda: _convert(args), CheckpointError)
 
+
+def _convert(args) -> int:
+    ex = extract_backbone(args.input)
+    model = write_detectron2_pkl(ex, args.output)
+    if args.verbose:
         for k in ex.state_dict:
             print(f"  {k} -> {d2_name(k)}")
     print(f"{args.input}: {ex.summary()}")

@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transfer.convert import write_torchvision_pth  # noqa: E402
-from transfer.weights import CheckpointError, extract_backbone  # noqa: E402
+from pretrain.cli import guarded
+from transfer.convert import write_torchvision_pth
+from transfer.weights import CheckpointError, extract_backbone
 
 
 def main(argv=None) -> int:
@@ -24,12 +23,12 @@ def main(argv=None) -> int:
     p.add_argument("output", type=Path)
     p.add_argument("--prefix", default="", help="prefix for every key, e.g. 'backbone.'")
     args = p.parse_args(argv)
-    try:
-        ex = extract_backbone(args.input)
-        write_torchvision_pth(ex, args.output, args.prefix)
-    except CheckpointError as e:
-        print(f"error: {args.input}: {e}", file=sys.stderr)
-        return 1
+    return guarded(lambda: _extract(args), CheckpointError)
+
+
+def _extract(args) -> int:
+    ex = extract_backbone(args.input)
+    write_torchvision_pth(ex, args.output, args.prefix)
     print(f"{args.input}: {ex.summary()}")
     print(f"wrote {args.output}: ResNet-{ex.depth} backbone, {len(ex.state_dict)} tensors, key prefix {args.prefix!r}")
     return 0

@@ -11,22 +11,23 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.demo_world import WorldSpec, generate  # noqa: E402
-from benchmarks.demo_world.formats import WRITERS, Counts  # noqa: E402
+from benchmarks.demo_world import VOC_CLASSES, WorldSpec, generate
+from benchmarks.demo_world.formats import WRITERS, Counts
+from pretrain.cli import number
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output", type=Path, help="root folder to write (must be empty unless --overwrite)")
-    p.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
-    p.add_argument("--num-classes", type=int, default=WorldSpec.num_classes, help="object types (first N VOC class names)")
-    p.add_argument("--cls-size", type=int, default=WorldSpec.cls_size, help="ImageFolder image side in pixels")
-    p.add_argument("--scene-size", type=int, default=WorldSpec.scene_size, help="detection/segmentation image side (<= 256)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every image count by this factor")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="same seed -> byte-identical files")
+    p.add_argument("--num-classes", type=number(int, 2, len(VOC_CLASSES)), default=WorldSpec.num_classes,
+                   help="object types (first N VOC class names)")
+    p.add_argument("--cls-size", type=number(int, 16, 1024), default=WorldSpec.cls_size, help="ImageFolder image side in pixels")
+    p.add_argument("--scene-size", type=number(int, 64, 256), default=WorldSpec.scene_size,
+                   help="detection/segmentation image side (64..256)")
+    p.add_argument("--scale", type=number(float, 0, 100, low_open=True), default=1.0, help="multiply every image count by this factor")
     p.add_argument("--parts", nargs="+", default=list(WRITERS), choices=list(WRITERS), help="which layouts to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing demo world (a folder holding world.json)")
     return p
 
 
@@ -37,9 +38,12 @@ def main(argv=None) -> int:
     t0 = time.time()
     try:
         summary = generate(args.output, spec, counts, tuple(args.parts), overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C); the folder is incomplete: rerun with --overwrite", file=sys.stderr)
+        return 130
     total = sum(summary["images"].values())
     print(f"wrote {total} images ({', '.join(f'{k}: {v}' for k, v in summary['images'].items())}) "
           f"to {args.output} in {time.time() - t0:.1f}s")

@@ -1,43 +1,29 @@
 #!/usr/bin/env python
-"""One entry point for every transfer task.
+"""One entry point for every transfer task (the table: transfer/tasks.py).
 
     python tools/run_transfer.py --task TASK --weights W [task options]
 
-Tasks:
-    knn            cosine kNN (k = 20, 200; T = 0.07) on pooled features       (transfer/classification)
-    linear_cls     frozen-backbone linear probe, MoCo protocol or the paper's presets
-    colour_probe   how much colour information the features keep (the paper's Sec. 5.2 analysis)
-                   (knn, linear_cls, colour_probe: --stage 1..4 probes layer1..layer4 features)
-    voc_det        VOC07+12 Faster R-CNN R50-C4 24k (MoCo protocol; paper and demo presets)  (detectron2)
-    coco_det       COCO Mask R-CNN R50-C4/FPN 1x/2x, box AP                                (detectron2)
-    coco_instseg   COCO Mask R-CNN R50-C4/FPN 1x/2x, box and mask AP                        (detectron2)
-    voc_seg        VOC12aug FCN R50-D8 512x512 20k (mmselfsup protocol; DeepLabV3, demo)    (mmsegmentation)
-    cityscapes_seg Cityscapes FCN R50-D8 769x769 40k                                        (mmsegmentation)
 W may be a raw pretraining checkpoint (any supported layout), a converted backbone or a torchvision
 state_dict; `random` gives a randomly initialised baseline. `--task TASK --help` lists a task's options.
-Each run writes metrics.json, load_report.json and its resolved config into --output.
+Each run writes run.json (its inputs), metrics.json, load_report.json and its resolved config into
+--output. Rerunning into the same --output resumes the run (or says it has finished) when the inputs
+are the same, and stops naming the differences when they are not (--overwrite starts over).
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transfer.tasks import TASKS
 
-TASKS = {
-    "knn": "transfer.classification.run",
-    "linear_cls": "transfer.classification.run",
-    "colour_probe": "transfer.classification.run",
-    "voc_det": "transfer.detectron2.train_net",
-    "coco_det": "transfer.detectron2.train_net",
-    "coco_instseg": "transfer.detectron2.train_net",
-    "voc_seg": "transfer.segmentation.run",
-    "cityscapes_seg": "transfer.segmentation.run",
-}
+
+def usage() -> str:
+    width = max(map(len, TASKS))
+    rows = [f"    {t.name:<{width}}  {t.summary}" + (f"  ({t.engine})" if t.engine else "") for t in TASKS.values()]
+    return __doc__ + "\nTasks:\n" + "\n".join(rows) + "\n    (knn, linear_cls, colour_probe: --stage 1..4 probes layer1..layer4 features)\n"
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--task" not in argv or argv.index("--task") + 1 >= len(argv):
-        print(__doc__)
+        print(usage())
         return 0 if ("-h" in argv or "--help" in argv) else 2
     i = argv.index("--task")
     task = argv[i + 1]
@@ -47,7 +33,7 @@ def main(argv=None) -> int:
         return 2
     import importlib
 
-    return importlib.import_module(TASKS[task]).main(task, rest)
+    return importlib.import_module(TASKS[task].runner).main(task, rest)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""What every transfer task writes: metrics.json (atomically), the resolved config, the load report."""
+"""What every transfer task shares: its run folder (identity checked before anything is written), the
+result record (metrics.json, written atomically), and small value helpers."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import platform
-import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+from pretrain.run_folder import RunFolder, file_fingerprint, git_commit, package_version
+
+# command-line flags that say where and how a run executes, not what it computes (flag -> number of values)
+SETTINGS_FLAGS = {"--output": 1, "--num-gpus": 1, "--num-machines": 1, "--machine-rank": 1, "--dist-url": 1, "--device": 1,
+                  "--workers": 1, "--launcher": 1, "--eval-only": 0, "--overwrite": 0, "--no-resume": 0}
+SYMBOLIC_WEIGHTS = ("", "random", "config")
 
 
 def finite_or_none(x):
@@ -16,22 +20,53 @@ def finite_or_none(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+def weights_identity(weights: str):
+    """What a `--weights` value means for a result: the symbolic values as they are, a file by its content."""
+    if weights in SYMBOLIC_WEIGHTS or weights.startswith("detectron2://"):
+        return weights or "random"
+    return file_fingerprint(weights)
 
 
-def git_sha() -> str | None:
+def request_identity(task: str, argv: list[str]) -> dict:
+    """A transfer command line as a cache key: the task, each argument (the `--weights` value and every other
+    argument naming an existing file by content), this package's version; `SETTINGS_FLAGS` left out. The
+    benchmark runner compares it with the `request` a finished run recorded."""
+    args, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in SETTINGS_FLAGS:
+            i += 1 + SETTINGS_FLAGS[a]
+            continue
+        if i > 0 and argv[i - 1] == "--weights":
+            args.append(weights_identity(a))
+        else:
+            args.append(file_fingerprint(a) if Path(a).is_file() else a)
+        i += 1
+    return {"task": task, "args": args, "package": package_version()}
+
+
+def run_folder(out: Path, task: str) -> RunFolder:
+    return RunFolder(out, f"transfer:{task}", elsewhere="--output DIR", overwrite="--overwrite")
+
+
+def transfer_identity(task: str, weights: str, seed: int, data: str | Path | None, **decides) -> dict:
+    """The identity of a transfer run: task, weights (by content), seed, data folder (absolute), this
+    package's version, and what else `decides` its result (the resolved protocol config, task options)."""
+    return {"task": task, "weights": weights_identity(weights), "seed": seed,
+            "data": None if data is None else str(Path(data).expanduser().resolve()), "package": package_version(), **decides}
+
+
+def check_output(out: Path) -> Path:
+    """`out` created (or found) as a writable folder; an OSError naming it and the reason otherwise."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to the output folder {out}: {e.strerror or e}; pass --output with a folder you can "
+                      "write") from None
+    return out
 
 
 def run_record(task: str, weights: str, seed: int, protocol: str, changes: list[str] | None = None, **extra) -> dict:
@@ -39,4 +74,4 @@ def run_record(task: str, weights: str, seed: int, protocol: str, changes: list[
     the list of changes, or "demo"), and where it ran."""
     return {"task": task, "weights": str(weights), "seed": seed, "protocol": protocol, "protocol_changes": changes or [],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
-            "git": git_sha(), **extra}
+            "git": git_commit(), **extra}

@@ -10,15 +10,13 @@ The shipped configs under configs/transfer/detectron2/ set all of these.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from pretrain.checkpoint import save_atomic
+from pretrain.files import save_atomic, write_bytes_atomic
 
 from .weights import DEPTHS, Extraction
 
@@ -64,24 +62,13 @@ def to_detectron2(ex: Extraction) -> dict[str, np.ndarray]:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_detectron2_pkl(ex: Extraction, path: str | Path) -> dict[str, np.ndarray]:
-    """Write {"model", "__author__", "matching_heuristics": True} (numpy values) atomically."""
-    model = to_detectron2(ex)
+def write_detectron2_pkl(ex: Extraction, path: str | Path, model: dict | None = None) -> dict[str, np.ndarray]:
+    """Write {"model", "__author__", "matching_heuristics": True, "depth"} (numpy values) atomically;
+    `model`: `to_detectron2(ex)` when already computed."""
+    model = to_detectron2(ex) if model is None else model
     doc = {"model": model, "__author__": f"hier-aug ({ex.layout})", "matching_heuristics": True,
            "depth": ex.depth}
-    _atomic_write(Path(path), lambda f: pickle.dump(doc, f))
+    write_bytes_atomic(path, lambda f: pickle.dump(doc, f))
     return model
 
 

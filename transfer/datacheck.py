@@ -19,10 +19,14 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS  # what ImageFolder (pretraining, probes) reads
 from tqdm import tqdm
 
+from .tasks import TASKS as TRANSFER_TASKS
+
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
                "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 IGNORE = 255
-TASKS = ("pretrain", "cls", "voc_det", "coco_det", "coco_instseg", "voc_seg", "cityscapes_seg")
+SPLITS = ("train", "val", "test")
+# the data checks: pretraining's ImageFolder, then each transfer task's data kind (transfer/tasks.py)
+TASKS = ("pretrain", *dict.fromkeys(t.data for t in TRANSFER_TASKS.values()))
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
     if task in ("pretrain", "cls"):
+        _check_imagefolder_level(task, root)
         return _imagefolder(root), []
     if task == "voc_det":
         return _voc_det(root), []
@@ -115,6 +120,22 @@ def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[
     if task == "cityscapes_seg":
         return _cityscapes(root), []
     raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+
+
+def _check_imagefolder_level(task: str, root: Path) -> None:
+    """`cls` takes the folder holding train/ and val/ (or test/), `pretrain` one ImageFolder (class folders):
+    a root one level off is named with the folder to pass instead."""
+    subs = {p.name for p in root.iterdir() if p.is_dir()}
+    splits = subs & set(SPLITS)
+    if task == "cls" and not ("train" in splits and splits - {"train"}):
+        images_in_classes = any(p.is_file() and p.suffix.lower() in IMG_EXTENSIONS for d in root.iterdir() if d.is_dir()
+                                for p in d.iterdir())
+        hint = (f"{root} holds class folders with images: it looks like one split; pass its parent {root.parent}"
+                if images_in_classes else f"found {sorted(subs) or 'no folders'}")
+        raise ValueError(f"--task cls takes the folder holding train/ and val/ (or test/) class folders; {hint}")
+    if task == "pretrain" and "train" in splits and splits - {"train"}:
+        raise ValueError(f"{root} holds {sorted(splits)}: pretraining reads one ImageFolder (class folders with images); "
+                         f"pass {root / 'train'}")
 
 
 def _read(path: Path) -> Image.Image:

@@ -13,6 +13,7 @@ Everything that is not the query/online backbone is dropped explicitly and count
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,21 +69,52 @@ class Extraction:
                 f"{len(self.state_dict)} backbone tensors; dropped {sum(self.dropped.values())} tensors: {drops}")
 
 
+def _first_line(e: Exception) -> str:
+    return next((ln for ln in str(e).splitlines() if ln.strip()), "no message")[:160]
+
+
 def load_checkpoint_file(path: str | Path) -> dict:
-    """torch.load with weights_only=True; clear errors for missing, truncated or foreign files."""
+    """torch.load with weights_only=True; clear errors for missing, empty, truncated or foreign files."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file inside it (e.g. {path}/last.pth)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes): an interrupted copy or save; re-copy it")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on a plain pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if _is_detectron2_pkl(path):
+            raise CheckpointError(
+                f"{path}: a detectron2 .pkl (converted weights), not a PyTorch checkpoint: detection tasks take it as "
+                "--weights directly; for the other tasks and tools give the pretraining checkpoint (or the output of "
+                "tools/extract_backbone.py)") from None
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}). "
             "It may be truncated (re-copy it) or not a checkpoint at all. A trusted checkpoint that pickles "
             "Python objects must be re-saved as a plain state_dict (torch.save(ckpt['state_dict'], ...)).") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
     return obj
+
+
+def _is_detectron2_pkl(path: Path) -> bool:
+    """A plain pickle (not torch's zip format) whose arrays-only reading succeeds with a `model` dict."""
+    import pickle
+
+    if path.read_bytes()[:2] == b"PK":
+        return False
+    try:
+        from .safe_pickle import Unpickler
+
+        with open(path, "rb") as f:
+            data = Unpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("model", data.get("blobs")), dict)
 
 
 def find_state_dict(obj: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -154,8 +186,18 @@ def _drop_kind(key: str) -> str:
 
 
 def extract_backbone(obj_or_path) -> Extraction:
-    """The online/query ResNet of a checkpoint (path or loaded dict) as a torchvision state_dict."""
-    obj = load_checkpoint_file(obj_or_path) if isinstance(obj_or_path, (str, Path)) else obj_or_path
+    """The online/query ResNet of a checkpoint (path or loaded dict) as a torchvision state_dict; errors
+    name the file."""
+    if not isinstance(obj_or_path, (str, Path)):
+        return _extract(obj_or_path)
+    obj = load_checkpoint_file(obj_or_path)
+    try:
+        return _extract(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{obj_or_path}: {e}") from None
+
+
+def _extract(obj: dict) -> Extraction:
     sd, meta = find_state_dict(obj)
     if not sd:
         raise CheckpointError("the checkpoint holds no tensors (expected a state_dict under 'model' or 'state_dict')")

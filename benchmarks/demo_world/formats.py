@@ -246,6 +246,9 @@ def generate(root: str | Path, spec: WorldSpec = WorldSpec(), counts: Counts = C
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{root} is not empty; pass overwrite=True (--overwrite) to replace it")
+        if not (root / "world.json").is_file():
+            raise FileExistsError(f"{root} holds files but no demo world (no world.json): --overwrite only replaces a "
+                                  "folder this tool wrote; choose an empty or new folder")
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     written = {}

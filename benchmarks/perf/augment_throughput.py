@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               **costs, "target": {"loader_ratio": "<= 1/6"}, "pass": {"loader_ratio": m["loader_ratio"] <= 1 / 6}}
     if not torch.cuda.is_available():
         result["gpu"] = "not measured: no GPU on this machine (run this file on a GPU node for batched_step_gpu)"
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(args.out, result)
     for name, c in costs.items():

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                           "torch": torch.__version__, "peak_measure": "cuda max_memory_allocated" if device.type == "cuda"
                           else "process peak RSS (ru_maxrss)"},
               "configs": CONFIGS, **res}
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(args.out, result)
     r = res["method"]

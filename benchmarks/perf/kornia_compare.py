@@ -115,7 +115,7 @@ def main(argv=None) -> int:
               "max_abs_error_vs_torchvision_float": op_errors(jitter, blur),
               "max_abs_difference_project_vs_kornia_normalised_views": same,
               "batched_step_ms_per_view_cpu": ms, "kornia_over_project_time": ms["kornia"] / ms["project"]}
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(args.out, result)
     print(f"kornia {version}: {ms['kornia']:.2f} ms/view vs the project's {ms['project']:.2f} ms/view "

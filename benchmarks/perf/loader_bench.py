@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                        "steps": args.steps, "arch": args.arch, "size": args.size,
                        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
            "results": results}
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(args.out, out)
     print(f"{'config / augment.device':28s} {'loader img/s':>12s} {'step img/s':>11s} {'both img/s':>11s} {'waiting':>8s}  verdict")

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
               **steps, **aug,
               "targets": {"overhead_vs_flops": "<= 1.10", "aug_throughput": ">= 0.95"},
               "pass": {"overhead_vs_flops": steps["overhead_vs_flops"] <= 1.10, "aug_throughput": aug["aug_throughput"] >= 0.95}}
-    from transfer.common import write_json
+    from pretrain.files import write_json
 
     write_json(args.out, result)
     print(f"step time ratio {steps['time_ratio']:.2f}, FLOP ratio {steps['flop_ratio']:.2f} -> overhead_vs_flops "

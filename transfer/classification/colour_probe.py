@@ -19,12 +19,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import datasets
 from tqdm import tqdm
 
 from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD, PARAM_DIM
 from pretrain.photometric import photometric
 
+from .datasets import image_folder
 from .features import eval_crop
 from .linear import linear_on_features
 
@@ -65,7 +65,7 @@ def jitter_params(c: torch.Tensor) -> torch.Tensor:
 def pair_features(model: nn.Module, folder, size: int, seed: int, pairs: int = 1, batch_size: int = 64, workers: int = 4,
                   device: str = "cpu", desc: str = "colour pairs") -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenated features (N·pairs, 2C) of every image's view pairs and their labels (N·pairs,)."""
-    base = datasets.ImageFolder(str(folder), transform=eval_crop(size))
+    base = image_folder(folder, eval_crop(size))
     c1, c2 = draw_pairs(len(base) * pairs, seed)
     model.eval().to(device)
     feats, i = [], 0

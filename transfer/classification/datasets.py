@@ -34,13 +34,25 @@ REGISTRY = {d.key: d for d in (
 def resolve(name: str | None, root: str | Path) -> tuple[ClsDataset, Path, Path]:
     """(dataset entry, train folder, val folder); an unnamed dataset is titled by its folder name."""
     root = Path(root)
-    ds = REGISTRY.get(name) if name else None
-    if name and ds is None:
-        ds = ClsDataset(name, name, "moco")
-    ds = ds or ClsDataset(root.name, root.name, "moco")
+    if name and name not in REGISTRY:
+        raise ValueError(f"--dataset {name!r} is not a known dataset ({', '.join(REGISTRY)}); leave --dataset out for "
+                         "another dataset (it is then titled by its folder name)")
+    ds = REGISTRY[name] if name else ClsDataset(root.name, root.name, "moco")
     train = root / "train"
     val = next((root / v for v in ds.val_dirs if (root / v).is_dir()), None)
     if not train.is_dir() or val is None:
         raise FileNotFoundError(f"{root}: expected ImageFolder sub-folders train/ and val/ (or test/); "
                                 f"found {sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'}")
     return ds, train, val
+
+
+def image_folder(folder: str | Path, transform=None):
+    """torchvision's ImageFolder; a folder without class sub-folders or with an empty class folder is an
+    error naming the folder."""
+    from torchvision import datasets
+
+    try:
+        return datasets.ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{folder}: {e} Every class folder needs at least one image; remove empty class folders "
+                                "(tools/check_data.py ROOT --task cls lists the problems).") from None

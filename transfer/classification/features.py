@@ -7,11 +7,14 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import datasets, models
+from torchvision import models
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
+from pretrain.files import save_atomic
+
 from ..weights import extract_backbone, reference_state_dict
+from .datasets import image_folder
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -85,16 +88,17 @@ def _fingerprint(model: nn.Module) -> str:
 @torch.no_grad()
 def extract_features(model: nn.Module, folder: Path, size: int, batch_size: int = 128, workers: int = 4,
                      device: str = "cpu", cache_dir: Path | None = None, desc: str = "features"):
-    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached by (weights, stage, folder, size)."""
-    ds = datasets.ImageFolder(str(folder), transform=eval_transform(size))
+    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached in `cache_dir` by (weights, stage,
+    folder, size, image count); the cache file is written atomically, and one that cannot be read is
+    recomputed (and replaced)."""
+    ds = image_folder(folder, eval_transform(size))
     cache = None
     if cache_dir is not None:
         tag = f"{_fingerprint(model)}|stage{getattr(model, 'stage', 4)}|{Path(folder).resolve()}|{size}|{len(ds)}"
-        key = hashlib.sha256(tag.encode()).hexdigest()[:20]
-        cache = Path(cache_dir) / f"feats_{key}.pt"
-        if cache.exists():
-            d = torch.load(cache, weights_only=True)
-            return d["features"], d["labels"], ds.classes
+        cache = Path(cache_dir) / f"feats_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.pt"
+        hit = _read_cache(cache, len(ds))
+        if hit is not None:
+            return hit[0], hit[1], ds.classes
     model.eval().to(device)
     feats, labels = [], []
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, shuffle=False)
@@ -103,6 +107,19 @@ def extract_features(model: nn.Module, folder: Path, size: int, batch_size: int 
         labels.append(y)
     out = torch.cat(feats), torch.cat(labels)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"features": out[0], "labels": out[1]}, cache)
+        save_atomic({"features": out[0], "labels": out[1]}, cache)
     return out[0], out[1], ds.classes
+
+
+def _read_cache(path: Path, n: int):
+    """(features, labels) from a cache file, or None when it is absent, unreadable or not n samples."""
+    if not path.is_file():
+        return None
+    try:
+        d = torch.load(path, weights_only=True)
+        if len(d["features"]) == len(d["labels"]) == n:
+            return d["features"], d["labels"]
+    except Exception:  # noqa: BLE001  a broken cache is a cache miss, whatever torch raises
+        pass
+    print(f"[features] {path}: unreadable or incomplete cache; recomputing it")
+    return None

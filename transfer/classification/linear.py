@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from torchvision import datasets
 from tqdm import tqdm
 
+from .datasets import image_folder
 from .features import eval_transform, train_transform
 from .knn import per_class_accuracy, topk_accuracy
 
@@ -33,6 +33,10 @@ PRESETS = {
     "demo": dict(lr=1.0, epochs=30, milestones=(0.6, 0.8), optimizer="sgd", batch_size=64, weight_decay=0.0,
                  label="demo", name="demo linear probe"),
 }
+
+
+# the fast probe on cached features (`linear_on_features`): not a protocol, labelled non-standard
+FAST = dict(epochs=100, lr=0.1, label="non-standard")
 
 
 def sanity_check(before: dict[str, torch.Tensor], model: nn.Module) -> int:
@@ -75,12 +79,12 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
     epochs = preset["epochs"]
     milestones = [math.floor(m * epochs) for m in preset["milestones"]]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, 0.1)
-    train_ds = datasets.ImageFolder(str(train_dir), transform=train_transform(size))
+    train_ds = image_folder(train_dir, train_transform(size))
     sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=seed) if world > 1 else None
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(train_ds) >= batch * world, generator=g, persistent_workers=workers > 0)
-    val_loader = DataLoader(datasets.ImageFolder(str(val_dir), transform=eval_transform(size)), batch_size=batch,
+    val_loader = DataLoader(image_folder(val_dir, eval_transform(size)), batch_size=batch,
                             num_workers=workers, drop_last=False)
     t0 = time.time()
     best = {"top1": -1.0}
@@ -125,7 +129,7 @@ def evaluate(fc: nn.Module, backbone: nn.Module, loader: DataLoader, device: str
 
 
 def linear_on_features(train_f: torch.Tensor, train_y: torch.Tensor, val_f: torch.Tensor, val_y: torch.Tensor,
-                       num_classes: int, epochs: int = 100, lr: float = 0.1, seed: int = 0) -> dict:
+                       num_classes: int, epochs: int = FAST["epochs"], lr: float = FAST["lr"], seed: int = 0) -> dict:
     """Fast probe on cached (non-augmented) features: standardised features, full-batch-free SGD with cosine lr."""
     torch.manual_seed(seed)
     mean, std = train_f.mean(0), train_f.std(0) + 1e-6

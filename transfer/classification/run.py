@@ -9,56 +9,91 @@ from pathlib import Path
 
 import torch
 
-from ..common import run_record, write_json
+from pretrain.cli import guarded, number
+from pretrain.files import write_json
+from pretrain.run_folder import git_commit
+
+from ..common import check_output, request_identity, run_folder, run_record, transfer_identity
 from ..weights import CheckpointError
 from .colour_probe import colour_probe
-from .datasets import REGISTRY, resolve
+from .datasets import REGISTRY, image_folder, resolve
 from .features import build_backbone, extract_features
 from .knn import knn_predict, per_class_accuracy, topk_accuracy
-from .linear import PRESETS, linear_on_features, train_linear
+from .linear import FAST, PRESETS, linear_on_features, train_linear
 
 
 def get_args_parser(task: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(f"run_transfer.py --task {task}", description=__doc__)
     p.add_argument("--weights", required=True, help="pretraining checkpoint, converted backbone, torchvision state_dict, or 'random'")
     p.add_argument("--data", required=True, type=Path, help="ImageFolder root with train/ and val/ (or test/)")
-    p.add_argument("--dataset", default=None, help=f"dataset name for reports and presets ({', '.join(REGISTRY)})")
+    p.add_argument("--dataset", default=None, choices=list(REGISTRY), metavar="NAME",
+                   help=f"dataset name for reports and presets ({', '.join(REGISTRY)}); leave out for another dataset")
     p.add_argument("--output", type=Path, default=None, help="run folder (default work_dirs/transfer/<task>_<weights>_s<seed>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=224, help="crop size (224 for real data; the demo uses 64)")
-    p.add_argument("--arch", default="resnet50", help="architecture when --weights random")
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--seed", type=number(int, 0), default=0)
+    p.add_argument("--size", type=number(int, 16), default=224, help="crop size (224 for real data; the demo uses 64)")
+    p.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"],
+                   help="architecture when --weights random")
+    p.add_argument("--workers", type=number(int, 0), default=4)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=128, help="feature extraction batch")
+    p.add_argument("--batch-size", type=number(int, 1), default=128, help="feature extraction batch")
     p.add_argument("--stage", type=int, default=4, choices=[1, 2, 3, 4], help="probe the pooled features of layer1..layer4")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default <output>/feature_cache; several "
+                   "runs may share one)")
+    p.add_argument("--overwrite", action="store_true", help="start over in --output, deleting the run there")
     if task == "colour_probe":
-        p.add_argument("--pairs", type=int, default=1, help="view pairs per image (more pairs for small datasets)")
-        p.add_argument("--epochs", type=int, default=100, help="epochs of the linear probe on the pair features")
+        p.add_argument("--pairs", type=number(int, 1), default=1, help="view pairs per image (more pairs for small datasets)")
+        p.add_argument("--epochs", type=number(int, 1), default=100, help="epochs of the linear probe on the pair features")
     elif task == "knn":
-        p.add_argument("--k", type=int, nargs="+", default=[20, 200])
-        p.add_argument("--temperature", type=float, default=0.07)
+        p.add_argument("--k", type=number(int, 1), nargs="+", default=[20, 200])
+        p.add_argument("--temperature", type=number(float, 0, low_open=True), default=0.07)
     else:
-        p.add_argument("--preset", default=None, help=f"linear protocol: {', '.join(PRESETS)} (default: the dataset's; moco otherwise)")
-        p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-        p.add_argument("--lr", type=float, default=None, help="override the preset's lr (for a batch of 256)")
+        p.add_argument("--preset", default=None, choices=list(PRESETS),
+                       help=f"linear protocol: {', '.join(PRESETS)} (default: the dataset's; moco otherwise)")
+        p.add_argument("--epochs", type=number(int, 1), default=None, help="override the epochs (of the preset, or of --fast's "
+                       f"probe: {FAST['epochs']})")
+        p.add_argument("--lr", type=number(float, 0, low_open=True), default=None,
+                       help=f"override the lr (the preset's, for a batch of 256; or --fast's: {FAST['lr']})")
         p.add_argument("--fast", action="store_true", help="probe on cached non-augmented features (quick, not the protocol)")
     return p
 
 
+OPTIONS = {"knn": ("k", "temperature"), "colour_probe": ("pairs", "epochs"), "linear_cls": ("preset", "epochs", "lr", "fast")}
+
+
 def main(task: str, argv: list[str]) -> int:
+    return guarded(lambda: _main(task, argv), CheckpointError)
+
+
+def _main(task: str, argv: list[str]) -> int:
     args = get_args_parser(task).parse_args(argv)
-    out = args.output or Path("work_dirs/transfer") / f"{task}_{Path(str(args.weights)).stem}_s{args.seed}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(str(args.weights)).stem}_s{args.seed}").resolve()
+    folder = run_folder(out, task)
     try:
         ds, train_dir, val_dir = resolve(args.dataset, args.data)
+        options = {k: getattr(args, k) for k in OPTIONS[task]}
+        if task == "linear_cls" and options["preset"] is None:
+            options["preset"] = ds.preset if ds.preset in PRESETS else "moco"
+        ident = transfer_identity(task, args.weights, args.seed, args.data, dataset=ds.key, size=args.size,
+                                  stage=args.stage, arch=args.arch if args.weights == "random" else None, **options)
+        if task == "knn" and max(args.k) > (n := len(image_folder(train_dir))):
+            raise ValueError(f"--k {max(args.k)} is larger than the {n} training images of {train_dir}")
+        state = "new" if args.overwrite else folder.check(ident)
+        if state == "finished":
+            print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
+                  "(--overwrite runs it again)")
+            return 0
         model, report = build_backbone(args.weights, args.arch, args.seed, args.stage)
-    except (CheckpointError, FileNotFoundError, RuntimeError) as e:
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    check_output(out)
+    folder.open(ident, {"device": args.device, "workers": args.workers, "batch_size": args.batch_size, "git": git_commit()},
+                request=request_identity(task, argv), overwrite=args.overwrite)
     write_json(out / "load_report.json", report)
     print(f"[{task}] {ds.title}: backbone {report['arch']} layer{args.stage} from {report['source']} "
           f"({report['loaded']} tensors loaded, missing {len(report['missing'])}, unexpected {len(report['unexpected'])})")
-    cache = out.parent / ".feature_cache"
+    cache = args.cache_dir or out / "feature_cache"
+    features = lambda d, what: extract_features(model, d, args.size, args.batch_size, args.workers, args.device, cache, what)
     changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
     if args.stage != 4:
         changes.append(f"features of layer{args.stage} instead of layer4")
@@ -71,8 +106,8 @@ def main(task: str, argv: list[str]) -> int:
                                   protocol_name=f"colour-information probe (paper Sec. 5.2), layer{args.stage}"),
                        dataset=ds.title, **res, load_report=report)
     elif task == "knn":
-        tf, ty, classes = extract_features(model, train_dir, args.size, args.batch_size, args.workers, args.device, cache, "train features")
-        vf, vy, _ = extract_features(model, val_dir, args.size, args.batch_size, args.workers, args.device, cache, "val features")
+        tf, ty, classes = features(train_dir, "train features")
+        vf, vy, _ = features(val_dir, "val features")
         result = {}
         for k in args.k:
             s = knn_predict(tf, ty, vf, len(classes), k, args.temperature)
@@ -85,19 +120,20 @@ def main(task: str, argv: list[str]) -> int:
                        dataset=ds.title, top1=result[main_k]["top1"], top5=result[main_k]["top5"], by_k=result,
                        classes=classes, load_report=report)
     else:
-        preset_name = args.preset or ds.preset
-        if preset_name not in PRESETS:
-            preset_name = "moco"
-        preset = dict(PRESETS[preset_name])
+        preset_name = options["preset"]
+        if args.fast:  # the fast probe's own schedule: --epochs / --lr apply to it
+            preset = dict(FAST, name=f"fast linear probe on cached features ({FAST['epochs']} ep, lr {FAST['lr']})")
+            changes.append("fast probe on cached centre-crop features (no augmentation, standardised features, cosine lr)")
+        else:
+            preset = dict(PRESETS[preset_name])
         for key in ("epochs", "lr"):
             if getattr(args, key) is not None:
-                changes.append(f"{key} {preset[key]} -> {getattr(args, key)}")
+                changes.append(f"{'fast probe ' if args.fast else ''}{key} {preset[key]} -> {getattr(args, key)}")
                 preset[key] = getattr(args, key)
         if args.fast:
-            tf, ty, classes = extract_features(model, train_dir, args.size, args.batch_size, args.workers, args.device, cache, "train features")
-            vf, vy, _ = extract_features(model, val_dir, args.size, args.batch_size, args.workers, args.device, cache, "val features")
-            res = linear_on_features(tf, ty, vf, vy, len(classes), seed=args.seed)
-            changes.append("fast probe on cached centre-crop features (no augmentation, standardised features, cosine lr)")
+            tf, ty, classes = features(train_dir, "train features")
+            vf, vy, _ = features(val_dir, "val features")
+            res = linear_on_features(tf, ty, vf, vy, len(classes), epochs=preset["epochs"], lr=preset["lr"], seed=args.seed)
         else:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
@@ -106,5 +142,6 @@ def main(task: str, argv: list[str]) -> int:
                                   protocol_name=preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")),
                        dataset=ds.title, **res, classes=classes, load_report=report)
     write_json(out / "metrics.json", metrics)
+    folder.finish()
     print(f"[{task}] {ds.title}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  -> {out / 'metrics.json'}")
     return 0

@@ -12,12 +12,14 @@ import io
 import os
 import pickle
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from pretrain.checkpoint import save_atomic
+from pretrain.files import save_atomic
 
 BACKBONE_TENSOR = re.compile(r"(^|\.)(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))(\.norm)?\.(weight|bias|running_mean|running_var)$")
 SAFE_GLOBALS = {
@@ -40,11 +42,67 @@ class _ArraysOnly(pickle.Unpickler):
 
 def load_pkl(path: str) -> dict:
     """A detectron2-style `.pkl` ({"model": {name: array}, ...}), unpickling nothing but arrays."""
-    with open(path, "rb") as f:
-        data = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{path}: {'is a folder, not a weights file' if p.is_dir() else 'no such file'}")
+    try:
+        with open(p, "rb") as f:
+            data = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{path}: not a readable detectron2 .pkl ({type(e).__name__}: {str(e)[:160] or 'empty or truncated'}); "
+                           "re-copy it, or convert a pretraining checkpoint with tools/convert_to_d2.py") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: holds a {type(data).__name__}, not a dict of arrays")
     return data
+
+
+@dataclass
+class DetectionWeights:
+    """The weights of a detection run, read once: MODEL.WEIGHTS (`value`; "" random init, None the preset's
+    own), where they came from, their input format (torchvision / caffe2 / None unknown), depth, and
+    this project's converted arrays (the load report then compares every value) or None."""
+
+    value: str | None
+    source: dict
+    format: str | None = None
+    depth: int | None = None
+    arrays: dict | None = None
+    _converted: object = None  # a pretraining checkpoint's extraction, written to `value` by `write`
+
+    def write(self) -> None:
+        """Write the converted .pkl (once the run folder is claimed); nothing for weights given as files."""
+        if self._converted is not None:
+            from ..convert import write_detectron2_pkl
+
+            write_detectron2_pkl(self._converted, self.value, self.arrays)
+            print(f"[convert] {self.source['source']}: {self._converted.summary()} -> {self.value}")
+
+
+def prepare_weights(weights: str, out: Path) -> DetectionWeights:
+    """`--weights` as detectron2 takes it: a `.pkl` is read (arrays only), a raw checkpoint or torchvision
+    state_dict is converted in memory (written to out/weights_d2.pkl by `write`), `random`/`config` are symbolic."""
+    from ..convert import to_detectron2
+    from ..weights import extract_backbone
+
+    if weights in ("", "random"):
+        return DetectionWeights("", {"source": "random init", "layout": "random"})
+    if weights == "config":
+        return DetectionWeights(None, {"source": "the preset's MODEL.WEIGHTS", "layout": "preset"})
+    if weights.startswith("detectron2://"):
+        fmt = "caffe2" if weights.startswith("detectron2://ImageNetPretrained/MSRA") else None
+        return DetectionWeights(weights, {"source": weights, "layout": "detectron2 .pkl"}, fmt)
+    if weights.endswith(".pkl"):
+        data = load_pkl(weights)
+        ours = str(data.get("__author__", "")).startswith("hier-aug")
+        names = data.get("model", data.get("blobs", data))
+        fmt = ("torchvision" if ours or str(data.get("__author__", "")).startswith("MOCO") else
+               "caffe2" if isinstance(names, dict) and any(str(k).endswith("_branch2a_w") for k in names) else None)
+        return DetectionWeights(weights, {"source": weights, "layout": "detectron2 .pkl"}, fmt, data.get("depth"),
+                                data["model"] if ours else None)
+    ex = extract_backbone(weights)
+    target = out / "weights_d2.pkl"
+    return DetectionWeights(str(target), {"source": weights, "layout": ex.layout, "depth": ex.depth, "dropped": dict(ex.dropped),
+                                          "converted": str(target)}, "torchvision", ex.depth, to_detectron2(ex), ex)
 
 
 class SafeCheckpointer(DetectionCheckpointer):

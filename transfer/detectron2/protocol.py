@@ -47,6 +47,65 @@ def load_preset(path: Path) -> CN:
     return cfg
 
 
+def merge_overrides(cfg: CN, opts: list[str]) -> None:
+    """KEY VALUE pairs into `cfg`; an unknown key or a key without a value stops with the keys it could be."""
+    if len(opts) % 2:
+        raise ValueError(f"config overrides come as KEY VALUE pairs; {opts[-1]!r} has no value")
+    for key, value in zip(opts[::2], opts[1::2]):
+        *parents, leaf = key.split(".")
+        node, path = cfg, []
+        for p in parents:
+            if not isinstance(node.get(p), CN):
+                known = sorted(k for k, v in node.items() if isinstance(v, CN))
+                raise ValueError(f"override {key}: {'.'.join(path + [p])} is not a section of the detectron2 config; "
+                                 f"sections{' of ' + '.'.join(path) if path else ''}: {', '.join(known)}")
+            node, path = node[p], path + [p]
+        if leaf not in node:
+            raise ValueError(f"override {key}: no key {leaf!r} in {'.'.join(path) or 'the config'}; its keys: "
+                             f"{', '.join(sorted(node))}")
+        cfg.merge_from_list([key, value])
+
+
+def check_task(task: str, cfg: CN, name: str) -> None:
+    """The preset is one for `task`: VOC datasets for voc_det, COCO ones for coco_det / coco_instseg (with masks)."""
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    family = "voc" if all(n.startswith("voc_") for n in names) else "coco" if all(n.startswith("coco_") for n in names) else None
+    want = "voc" if task == "voc_det" else "coco"
+    if family != want:
+        fits = {"voc": "voc_det", "coco": "coco_det or coco_instseg"}.get(family, "no task of this suite")
+        presets = sorted(p.stem for p in CONFIG_DIR.glob(f"*{want}*.yaml"))
+        raise ValueError(f"{name} trains and evaluates on {names}: a preset for {fits}, not {task}; "
+                         f"pass --config with a {task} preset ({', '.join(presets)})")
+    if task == "coco_instseg" and not cfg.MODEL.MASK_ON:
+        raise ValueError(f"{name} has MODEL.MASK_ON False, so it predicts no masks for coco_instseg; use a Mask R-CNN preset")
+
+
+# key -> lowest allowed value (numbers checked before a run starts)
+SOLVER_MIN = {"SOLVER.MAX_ITER": 1, "SOLVER.IMS_PER_BATCH": 1, "SOLVER.CHECKPOINT_PERIOD": 1, "SOLVER.WARMUP_ITERS": 0,
+              "TEST.EVAL_PERIOD": 0, "TEST.PRECISE_BN.NUM_ITER": 1}
+
+
+def check_numbers(cfg: CN) -> None:
+    """Schedule values in range: iterations, batch, periods >= their minimum, lr > 0, steps >= 0."""
+    flat = _flat(cfg)
+    for key, lo in SOLVER_MIN.items():
+        if not isinstance(flat[key], int) or flat[key] < lo:
+            raise ValueError(f"{key}={flat[key]!r} is out of range: must be an integer >= {lo}")
+    if not cfg.SOLVER.BASE_LR > 0:
+        raise ValueError(f"SOLVER.BASE_LR={cfg.SOLVER.BASE_LR!r} is out of range: must be > 0")
+    if any(not isinstance(s, int) or s < 0 for s in cfg.SOLVER.STEPS):
+        raise ValueError(f"SOLVER.STEPS={list(cfg.SOLVER.STEPS)} is out of range: iterations >= 0 (detectron2 drops those "
+                         "past SOLVER.MAX_ITER)")
+
+
+def identity_config(preset: CN, opts: list[str]) -> dict:
+    """The result-deciding keys of the preset with the user's overrides (before the per-process adaptation,
+    which only depends on the process count): {KEY: value}."""
+    cfg = preset.clone()
+    merge_overrides(cfg, opts)
+    return {k: v for k, v in _flat(cfg).items() if not k.startswith(NOT_PROTOCOL)}
+
+
 def _flat(node: CN, prefix: str = "") -> dict:
     out = {}
     for k, v in node.items():

@@ -14,10 +14,26 @@ from pathlib import Path
 
 import torch
 
-from ..common import finite_or_none, run_record, write_json
-from ..convert import write_detectron2_pkl
-from ..weights import CheckpointError, extract_backbone
-from .protocol import DEFAULT_CONFIG, adapt_to_run, check_input_format, load_preset, protocol_changes, protocol_label, resolve_config
+from pretrain.cli import guarded, number
+from pretrain.files import write_json
+from pretrain.run_folder import git_commit
+
+from ..common import check_output, finite_or_none, request_identity, run_folder, run_record, transfer_identity
+from ..weights import CheckpointError
+from .checkpoint import DetectionWeights, WeightsError, prepare_weights
+from .protocol import (
+    DEFAULT_CONFIG,
+    adapt_to_run,
+    check_input_format,
+    check_numbers,
+    check_task,
+    identity_config,
+    load_preset,
+    merge_overrides,
+    protocol_changes,
+    protocol_label,
+    resolve_config,
+)
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 NEEDED = {"voc_det": ("bbox",), "coco_det": ("bbox",), "coco_instseg": ("bbox", "segm")}
@@ -32,69 +48,32 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
                    help="folder holding VOC2007/, VOC2012/, coco/ (default $DETECTRON2_DATASETS or ./datasets)")
     p.add_argument("--output", type=Path, default=None, help="run folder (default work_dirs/transfer/<task>_<weights>_s<seed>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-gpus", type=int, default=1, help="processes per machine")
-    p.add_argument("--num-machines", type=int, default=1)
-    p.add_argument("--machine-rank", type=int, default=0)
+    p.add_argument("--seed", type=number(int, 0), default=0)
+    p.add_argument("--num-gpus", type=number(int, 1), default=1, help="processes per machine")
+    p.add_argument("--num-machines", type=number(int, 1), default=1)
+    p.add_argument("--machine-rank", type=number(int, 0), default=0)
     p.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 when --num-machines > 1")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=number(int, 1), default=None,
                    help="total batch if the preset's does not fit: linear lr/iteration scaling, marked non-standard")
     p.add_argument("--allow-input-mismatch", action="store_true",
                    help="run even if the weights' input format (torchvision RGB / caffe2 BGR) differs from the preset's "
                         "(labelled non-standard)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--eval-only", action="store_true", help="evaluate the run's last checkpoint (or --weights)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the run's last checkpoint (in a folder without a "
+                   "run: --weights as they are); says which checkpoint and iteration, and whether the run had finished")
+    p.add_argument("--overwrite", action="store_true", help="start over in --output, deleting the run there (needed "
+                   "when that run had other inputs)")
+    p.add_argument("--no-resume", action="store_true", help="the same as --overwrite")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="detectron2 config overrides: KEY VALUE ...")
     return p
 
 
-def prepare_weights(weights: str, out: Path) -> tuple[str, dict]:
-    """(MODEL.WEIGHTS value, source description). Raw checkpoints are converted to out/weights_d2.pkl."""
-    if weights in ("", "random"):
-        return "", {"source": "random init", "layout": "random"}
-    if weights == "config":
-        return None, {"source": "the preset's MODEL.WEIGHTS", "layout": "preset"}
-    if weights.endswith(".pkl") or weights.startswith("detectron2://"):
-        return weights, {"source": weights, "layout": "detectron2 .pkl"}
-    ex = extract_backbone(weights)
-    target = out / "weights_d2.pkl"
-    write_detectron2_pkl(ex, target)
-    print(f"[convert] {weights}: {ex.summary()} -> {target}")
-    return str(target), {"source": weights, "layout": ex.layout, "depth": ex.depth, "dropped": dict(ex.dropped),
-                         "converted": str(target)}
-
-
-def weights_format(weights: str, source: dict) -> str | None:
-    """'torchvision' (RGB-trained, converted from a torchvision-style ResNet), 'caffe2' (MSRA's BGR
-    weights), or None (random init, the preset's own weights, unknown)."""
-    from .checkpoint import load_pkl
-
-    if source["layout"] in ("random", "preset"):
-        return None
-    if source["layout"] != "detectron2 .pkl":
-        return "torchvision"  # extracted from a pretraining checkpoint or a torchvision state_dict
-    if weights.startswith("detectron2://ImageNetPretrained/MSRA"):
-        return "caffe2"
-    if not Path(weights).is_file():
-        return None
-    data = load_pkl(weights)
-    if str(data.get("__author__", "")).startswith(("hier-aug", "MOCO")):
-        return "torchvision"
-    names = data.get("model", data.get("blobs", data))
-    return "caffe2" if isinstance(names, dict) and any(str(k).endswith("_branch2a_w") for k in names) else None
-
-
-def _check_depth(cfg, weights: str) -> None:
-    from .checkpoint import WeightsError, load_pkl
-
-    if not weights.endswith(".pkl") or not Path(weights).is_file():
-        return
-    depth = load_pkl(weights).get("depth")
-    if depth and depth != cfg.MODEL.RESNETS.DEPTH:
-        extra = " MODEL.RESNETS.RES2_OUT_CHANNELS 64" if depth in (18, 34) else ""
-        raise WeightsError(f"{weights} is a ResNet-{depth} but the config builds ResNet-{cfg.MODEL.RESNETS.DEPTH}: "
-                           f"pass MODEL.RESNETS.DEPTH {depth}{extra} (C4 heads need depth >= 50) or other weights")
+def _check_depth(cfg, weights: DetectionWeights) -> None:
+    if weights.depth and weights.depth != cfg.MODEL.RESNETS.DEPTH:
+        extra = " MODEL.RESNETS.RES2_OUT_CHANNELS 64" if weights.depth in (18, 34) else ""
+        raise WeightsError(f"{weights.source['source']} is a ResNet-{weights.depth} but the config builds ResNet-"
+                           f"{cfg.MODEL.RESNETS.DEPTH}: pass MODEL.RESNETS.DEPTH {weights.depth}{extra} (C4 heads need depth "
+                           ">= 50) or other weights")
 
 
 def build_cfg(task: str, args, out: Path, weights: str | None):
@@ -102,8 +81,9 @@ def build_cfg(task: str, args, out: Path, weights: str | None):
     adaptation; explicit overrides other than the batch win over the scaling rule."""
     path = resolve_config(args.config)
     preset = load_preset(path)
+    check_task(task, preset, path.stem)
     cfg = preset.clone()
-    cfg.merge_from_list(args.opts)
+    merge_overrides(cfg, args.opts)
     if weights is not None:
         cfg.MODEL.WEIGHTS = weights
     cfg.OUTPUT_DIR = str(out)
@@ -114,25 +94,49 @@ def build_cfg(task: str, args, out: Path, weights: str | None):
     changes, equivalent = adapt_to_run(cfg, preset, args.num_gpus * args.num_machines, args.batch_size)
     explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
     cfg.merge_from_list(explicit)
+    check_numbers(cfg)
     return preset, cfg, path, changes, equivalent
 
 
+def identity(task: str, args) -> dict:
+    """What decides this run's result (`common.transfer_identity`): weights, seed, data root, the preset with
+    the overrides, the total batch, the input-format override."""
+    preset = load_preset(resolve_config(args.config))
+    return transfer_identity(task, args.weights, args.seed, args.data_root, config=identity_config(preset, args.opts),
+                             batch_size=args.batch_size, allow_input_mismatch=args.allow_input_mismatch)
+
+
 def main(task: str, argv: list[str]) -> int:
+    return guarded(lambda: _main(task, argv), CheckpointError, WeightsError, resume_hint="rerun the same command to resume")
+
+
+def _main(task: str, argv: list[str]) -> int:
     from detectron2.engine import launch
 
-    from .checkpoint import WeightsError
     from .datasets import require_dataset_files
 
     args = get_args_parser(task).parse_args(argv)
     args.opts = [o for o in args.opts if o != "--"]
-    out = args.output or Path("work_dirs/transfer") / f"{task}_{Path(args.weights or 'random').stem}_s{args.seed}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(args.weights or 'random').stem}_s{args.seed}").resolve()
+    if args.num_machines > 1 and args.dist_url == "auto":
+        print("error: --dist-url tcp://HOST:PORT is required with --num-machines > 1", file=sys.stderr)
+        return 2
+    folder = run_folder(out, task)
     try:
-        weights, source = prepare_weights(args.weights, out)
-        preset, cfg, path, changes, equivalent = build_cfg(task, args, out, weights)
-        _check_depth(cfg, cfg.MODEL.WEIGHTS)
-        changes += check_input_format(cfg, weights_format(cfg.MODEL.WEIGHTS or "", source), path.stem,
-                                      args.allow_input_mismatch)
+        ident = identity(task, args)
+        weights = prepare_weights(args.weights, out)
+        preset, cfg, path, changes, equivalent = build_cfg(task, args, out, weights.value)
+        _check_depth(cfg, weights)
+        changes += check_input_format(cfg, weights.format, path.stem, args.allow_input_mismatch)
+        overwrite = args.overwrite or args.no_resume
+        state = "new" if overwrite else folder.check(ident)
+        if state == "new" and args.eval_only:  # nothing trained here: evaluate --weights as they are
+            ident["mode"] = "evaluation of --weights without fine-tuning"
+            state = "new" if overwrite else folder.check(ident)
+        if state == "finished" and not args.eval_only:
+            print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
+                  "(--eval-only evaluates it again, --overwrite runs it again)")
+            return 0
         if not args.eval_only:
             require_dataset_files(args.data_root, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     except (CheckpointError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
@@ -143,15 +147,17 @@ def main(task: str, argv: list[str]) -> int:
     print(f"[{task}] {cfg.HIERAUG.PROTOCOL_NAME or path.stem} ({path.name}); protocol: {label}"
           + "".join(f"\n    change {c}" for c in changes) + "".join(f"\n    equivalent {c}" for c in equivalent))
     cfg.freeze()
-    dist_url = args.dist_url
-    if dist_url == "auto" and args.num_machines > 1:
-        print("error: --dist-url tcp://HOST:PORT is required with --num-machines > 1", file=sys.stderr)
-        return 2
-    info = {"task": task, "weights": args.weights, "source": source, "config": str(path), "protocol": label,
-            "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only, "resume": not args.no_resume, "data_root": args.data_root}
-    launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=dist_url,
+    check_output(out)
+    if args.machine_rank == 0:
+        folder.open(ident, {"processes": args.num_gpus * args.num_machines, "device": args.device, "git": git_commit()},
+                    request=request_identity(task, argv), overwrite=overwrite, event="eval-only" if args.eval_only else None)
+        weights.write()
+    info = {"task": task, "weights": args.weights, "source": weights.source, "arrays": weights.arrays, "config": str(path),
+            "protocol": label, "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only,
+            "data_root": args.data_root}
+    launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
            args=(cfg, info))
-    if not (out / "metrics.json").is_file():
+    if args.machine_rank == 0 and not (out / "metrics.json").is_file():  # only machine 0 writes results
         print(f"error: the run finished without {out / 'metrics.json'}; see {out / 'log.txt'}", file=sys.stderr)
         return 1
     return 0
@@ -163,7 +169,7 @@ def worker(cfg, info: dict) -> None:
     from detectron2.utils import comm
 
     from . import heads  # noqa: F401  registers Res5ROIHeadsExtraNorm
-    from .checkpoint import backbone_report, check_report, load_pkl
+    from .checkpoint import backbone_report, check_report
     from .datasets import register_root
     from .trainer import Trainer
 
@@ -174,22 +180,27 @@ def worker(cfg, info: dict) -> None:
         cfg.freeze()
     default_setup(cfg, argparse.Namespace(config_file="", eval_only=info["eval_only"]))
     out = Path(cfg.OUTPUT_DIR)
-    source = None  # our converted arrays: the load report then compares every value
-    if cfg.MODEL.WEIGHTS.endswith(".pkl") and Path(cfg.MODEL.WEIGHTS).is_file():
-        data = load_pkl(cfg.MODEL.WEIGHTS)
-        source = data["model"] if str(data.get("__author__", "")).startswith("hier-aug") else None
+    folder = run_folder(out, info["task"])
     if info["eval_only"]:
         model = Trainer.build_model(cfg)
         ckpt = Trainer.checkpointer_for(model, cfg)
-        ckpt.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)
+        trained = ckpt.has_checkpoint()
+        loaded = ckpt.resume_or_load(cfg.MODEL.WEIGHTS, resume=True)
+        run = {"evaluated": ckpt.get_checkpoint_file() if trained else cfg.MODEL.WEIGHTS,
+               "iteration": loaded.get("iteration", -1) + 1 if trained else 0, "max_iter": cfg.SOLVER.MAX_ITER,
+               "finished": (folder.record() or {}).get("status") == "finished"}
+        if comm.is_main_process():
+            what = ("the finished run" if run["finished"] else
+                    f"an UNFINISHED run (iteration {run['iteration']} of {run['max_iter']})" if trained else "--weights, not fine-tuned")
+            print(f"[{info['task']}] --eval-only: evaluating {what}: {run['evaluated']}")
         results, report, resumed = Trainer.test(cfg, model), None, True
     else:
         trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=info["resume"])
+        trainer.resume_or_load(resume=True)
         resumed = trainer.start_iter > 0
         report = None
         if not resumed and cfg.MODEL.WEIGHTS:
-            report = backbone_report(trainer.model, trainer.checkpointer.incompatible, source)
+            report = backbone_report(trainer.model, trainer.checkpointer.incompatible, info["arrays"])
             if comm.is_main_process():
                 write_json(out / "load_report.json", report)
             check_report(report, info["weights"])
@@ -198,11 +209,15 @@ def worker(cfg, info: dict) -> None:
                   if resumed else f"[{info['task']}] random initialisation (no weights loaded)")
         trainer.train()
         results = getattr(trainer, "_last_eval_results", None) or {}
+        run = {"iteration": cfg.SOLVER.MAX_ITER, "max_iter": cfg.SOLVER.MAX_ITER, "finished": True}
     if comm.is_main_process():
-        write_metrics(cfg, info, results, report, classes, resumed)
+        write_metrics(cfg, info, results, report, classes, resumed, run)
+        if not info["eval_only"]:
+            folder.finish()
 
 
-def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: list[str], resumed: bool) -> None:
+def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: list[str], resumed: bool,
+                  run: dict | None = None) -> None:
     """metrics.json: the run record, `bbox` (and `segm`) summary APs, per-class APs, the load report.
     VOC runs also carry AP / AP50 / AP75 at the top level."""
     task = info["task"]
@@ -217,7 +232,8 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
     metrics = dict(run_record(task, info["weights"], cfg.SEED, info["protocol"], info["changes"],
                               protocol_name=cfg.HIERAUG.PROTOCOL_NAME, config=info["config"],
                               source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
-                              eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"]),
+                              eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"],
+                              run=run or {}),
                    **(summary["bbox"] if task == "voc_det" else {}), **summary, per_class_AP=per_class, classes=classes,
                    load_report=report)
     write_json(out / "metrics.json", metrics)

@@ -6,12 +6,13 @@ project's restricted unpickler (`transfer.safe_pickle`): resume works, arbitrary
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mmengine.dist import master_only
 from mmengine.runner import CheckpointLoader, Runner
 
-from pretrain.checkpoint import replace_atomically
+from pretrain.files import replace_atomically
 
 from ..safe_pickle import safe_load
 
@@ -31,37 +32,42 @@ class AtomicCheckpointRunner(Runner):
 @CheckpointLoader.register_scheme(prefixes="", force=True)
 def _load_local(filename: str, map_location=None):
     """mmengine's loader for local paths, through the restricted unpickler."""
-    from pathlib import Path
-
     if not Path(filename).is_file():
         raise FileNotFoundError(f"{filename} is not a checkpoint file")
     return safe_load(filename, map_location=map_location or "cpu")
 
 
 def run(cfg, eval_only: bool):
-    """(last validation metrics or None on non-main ranks, load report, resumed?)"""
+    """(last validation metrics or None on non-main ranks, load report, resumed?, {"checkpoint", "iteration"}
+    that --eval-only evaluated)."""
     from mmengine.dist import is_main_process
 
     from . import hooks  # noqa: F401  registers PerClassIoUMetric and the hooks
 
+    evaluated = {}
     if eval_only:
         cfg.load_from = str(_last_checkpoint(cfg.work_dir))
         cfg.resume = False
     runner = AtomicCheckpointRunner.from_cfg(cfg)
     if eval_only:
         metrics = runner.test()
+        evaluated = {"checkpoint": cfg.load_from, "iteration": _iteration_of(cfg.load_from)}
     else:
         runner.train()
         metrics = getattr(runner, "last_metrics", None)
     resumed = eval_only or getattr(runner, "start_iter", 0) > 0
     if not is_main_process():
-        return None, None, resumed
-    return metrics or {}, getattr(runner, "load_report", None), resumed
+        return None, None, resumed, evaluated
+    return metrics or {}, getattr(runner, "load_report", None), resumed, evaluated
+
+
+def _iteration_of(checkpoint: str) -> int | None:
+    """The training iteration of an mmengine checkpoint named `iter_N.pth` (None for other names)."""
+    m = re.fullmatch(r"iter_(\d+)\.pth", Path(checkpoint).name)
+    return int(m.group(1)) if m else None
 
 
 def _last_checkpoint(work_dir: str):
-    from pathlib import Path
-
     marker = Path(work_dir) / "last_checkpoint"
     if not marker.is_file():
         raise FileNotFoundError(f"--eval-only: {marker} not found; train the run first")

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import HOOKS, METRICS
 
-from ..common import write_json
+from pretrain.files import write_json
 
 
 @METRICS.register_module(force=True)

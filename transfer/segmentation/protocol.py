@@ -45,6 +45,56 @@ def set_data_root(cfg, root: str | Path) -> None:
             raise FileNotFoundError(f"{ds['type']}: {root / img} not found (is --data-root the dataset folder?)")
 
 
+DATASET_TYPES = {"voc_seg": "PascalVOCDataset", "cityscapes_seg": "CityscapesDataset"}
+
+
+def check_task(task: str, cfg, name: str) -> None:
+    """Every dataset of the preset is the task's (PascalVOCDataset for voc_seg, CityscapesDataset for cityscapes_seg)."""
+    types = sorted({ds.get("type") for ds in datasets_of(cfg)})
+    if types != [DATASET_TYPES[task]]:
+        fits = [t for t, d in DATASET_TYPES.items() if types == [d]]
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if ("voc" in p.stem) == (task == "voc_seg"))
+        raise ValueError(f"{name} reads {', '.join(map(str, types))}: a preset for {fits[0] if fits else 'another task'}, "
+                         f"not {task}; pass --config with a {task} preset ({', '.join(shipped)})")
+
+
+def check_overrides(cfg, options: dict) -> None:
+    """Every --cfg-options key names an existing key of the config (list items by index); else ValueError
+    with the keys that exist there."""
+    tree = cfg.to_dict()
+    for key in options:
+        node, path = tree, []
+        for part in key.split("."):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                known = (f"{len(node)} items (0..{len(node) - 1})" if isinstance(node, (list, tuple)) else
+                         ", ".join(sorted(map(str, node))) if isinstance(node, dict) else f"a value ({node!r:.60})")
+                raise ValueError(f"--cfg-options {key}: no key {part!r} in {'.'.join(path) or 'the config'}, which holds "
+                                 f"{known}")
+            path.append(part)
+
+
+def check_numbers(cfg) -> None:
+    """Schedule values in range: iterations, intervals and the batch >= 1, lr > 0."""
+    values = {"train_cfg.max_iters": cfg.train_cfg.max_iters, "train_cfg.val_interval": cfg.train_cfg.val_interval,
+              "train_dataloader.batch_size": cfg.train_dataloader.batch_size,
+              "default_hooks.checkpoint.interval": cfg.default_hooks.checkpoint.interval}
+    for key, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{key}={v!r} is out of range: must be an integer >= 1")
+    lr = cfg.optim_wrapper.optimizer.lr
+    if not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"optim_wrapper.optimizer.lr={lr!r} is out of range: must be > 0")
+
+
+def identity_config(cfg) -> dict:
+    """The result-deciding keys of a config (preset + overrides, before the per-process adaptation): {key: value}."""
+    return {k: v for k, v in _flat(cfg.to_dict()).items() if _is_protocol(k)}
+
+
 def _norms(cfg):
     for part in ("backbone", "decode_head", "auxiliary_head"):
         node = cfg.model.get(part)
@@ -104,8 +154,6 @@ def adapt_to_run(cfg, preset, world_size: int, batch_size: int | None = None,
     return changes, equivalent
 
 
-
-
 def check_input_format(cfg, force: bool = False) -> list[str]:
     """The weights mmseg gets are torchvision-style (RGB, ImageNet mean/std x 255): the config's data
     preprocessor must feed that. Raises ValueError, or with `force` returns the mismatch as a change."""
@@ -140,5 +188,9 @@ def protocol_changes(preset, cfg, skip: list[str] = ()) -> list[str]:
     start of the entries in `skip` are left out: changes adapt_to_run already listed)."""
     a, b = _flat(preset.to_dict()), _flat(cfg.to_dict())
     done = tuple(e.split(":")[0] for e in skip)
-    keep = lambda k: not k.startswith(NOT_PROTOCOL) and k.rsplit(".", 1)[-1] not in NOT_PROTOCOL_LEAVES and k not in done
-    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
+            if _is_protocol(k) and k not in done and a.get(k) != b.get(k)]
+
+
+def _is_protocol(key: str) -> bool:
+    return not key.startswith(NOT_PROTOCOL) and key.rsplit(".", 1)[-1] not in NOT_PROTOCOL_LEAVES
