@@ -40,14 +40,24 @@ INSTALL = {"detectron2": "detectron2 is not installed (install it by its officia
            "mmseg": "mmsegmentation is not installed (run `make setup`)"}
 
 
+def launcher(command: str) -> list[str]:
+    """A suite's launch command as argv ("" = this python). torchrun on one node without a rendezvous of its own
+    gets --standalone: a free port, so that two jobs on one node do not collide on the default one."""
+    argv = shlex.split(command) or [sys.executable]
+    i = next((k + 1 for k, a in enumerate(argv) if a.endswith("torchrun") or a == "torch.distributed.run"), None)
+    own = ("--standalone", "--rdzv-endpoint", "--rdzv_endpoint", "--master-port", "--master_port", "--nnodes")
+    if i is not None and not any(a.split("=")[0] in own for a in argv):
+        argv.insert(i, "--standalone")
+    return argv
+
+
 def pretrain_command(suite: Suite, ckpt, seed: int | None) -> list[str]:
-    launcher = shlex.split(suite.pretrain.launch) or [sys.executable]
-    return [*launcher, "-m", "pretrain.train", ckpt.config, *suite.pretrain_overrides(ckpt, seed)]
+    return [*launcher(suite.pretrain.launch), "-m", "pretrain.train", ckpt.config, *suite.pretrain_overrides(ckpt, seed)]
 
 
 def cell_command(suite: Suite, ckpt, task: str, seed: int) -> list[str]:
-    launcher = shlex.split(suite.launch.get(task) or "") or [sys.executable]
-    return [*launcher, str(ROOT / "tools/run_transfer.py"), "--task", task_of(task), *suite.cell_args(ckpt, task, seed)]
+    return [*launcher(suite.launch.get(task) or ""), str(ROOT / "tools/run_transfer.py"), "--task", task_of(task),
+            *suite.cell_args(ckpt, task, seed)]
 
 
 def clear_stale(suite: Suite, dry_run: bool) -> None:

@@ -31,6 +31,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def slurm_port() -> str:
+    """A rendezvous port per SLURM job (29500 + job id mod 1000): two jobs sharing a node do not collide."""
+    return str(29500 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000)
+
+
 def _slurm_env() -> dict[str, str] | None:
     """torchrun-style variables derived from SLURM's (one task per GPU under srun)."""
     if "SLURM_PROCID" not in os.environ or "RANK" in os.environ:
@@ -45,12 +50,19 @@ def _slurm_env() -> dict[str, str] | None:
         except (OSError, subprocess.CalledProcessError, IndexError):
             host = nodes.split(",")[0]
         env["MASTER_ADDR"] = host
-    env.setdefault("MASTER_PORT", os.environ.get("MASTER_PORT", str(29500 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000)))
+    env.setdefault("MASTER_PORT", os.environ.get("MASTER_PORT", slurm_port()))
     return env
 
 
-def init_distributed(backend: str | None = None) -> DistInfo:
-    """Join the process group described by torchrun's or SLURM's environment, or run alone."""
+def cuda_device(local_rank: int) -> torch.device:
+    """The GPU of a process with this local rank: `local_rank` modulo the visible GPUs, so that a task that sees
+    one GPU (srun --gpus-per-task=1, CUDA_VISIBLE_DEVICES per task) uses it whatever its SLURM_LOCALID."""
+    return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+
+
+def init_distributed(device_type: str = "cpu") -> DistInfo:
+    """Join the process group described by torchrun's or SLURM's environment, or run alone. The backend
+    follows the training device (`device_type`): NCCL for "cuda", gloo otherwise, whatever GPUs are visible."""
     slurm = _slurm_env()
     if slurm:
         os.environ.update(slurm)
@@ -58,9 +70,9 @@ def init_distributed(backend: str | None = None) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(info.local_rank)
+            torch.cuda.set_device(cuda_device(info.local_rank))
         dist.init_process_group(backend, rank=info.rank, world_size=info.world_size)
     return info
 

@@ -23,7 +23,7 @@ from .build import build_device_augment, build_model, build_transform
 from .checkpoint import FORMAT, load_safe, rng_state, set_rng_state
 from .config import ConfigError
 from .data import ResumableSampler, collate_views, read_class_list
-from .dist import DistInfo, convert_sync_batchnorm
+from .dist import DistInfo, convert_sync_batchnorm, cuda_device
 from .files import replace_atomically, save_atomic, write_json
 from .optim import build_optimizer, lr_at, scaled_lr, schedule_step, set_lr
 from .run_folder import RunConflict, RunFolder, git_commit, package_version
@@ -37,16 +37,35 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
+def device_type(cfg: dict) -> str:
+    """train.device resolved: "cuda" or "cpu" (auto: cuda when a GPU is visible)."""
     want = cfg["train"]["device"]
     if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but no GPU is visible (torch.cuda.is_available() is False); "
-                              "use train.device=cpu or auto")
-        return torch.device("cuda", info.local_rank)
-    return torch.device(want)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no GPU is visible (torch.cuda.is_available() is False); "
+                          "use train.device=cpu or auto")
+    return want
+
+
+def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
+    """This process's training device: its GPU (`dist.cuda_device`) or the CPU."""
+    return cuda_device(info.local_rank) if device_type(cfg) == "cuda" else torch.device("cpu")
+
+
+def amp_dtype(cfg: dict, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 where the GPU computes it natively (Ampere and later), fp16 (with loss scaling)
+    on older GPUs, where bf16 would be emulated slowly (V100, T4); None on a CPU or with train.amp off."""
+    if not (cfg["train"]["amp"] and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def load_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Restore loss-scaling state where it exists and applies: an fp16 run's scale into an fp16 run; nothing
+    from a bf16/fp32 run (empty state) or into one (the scaler is disabled)."""
+    if state and scaler.is_enabled():
+        scaler.load_state_dict(state)
 
 
 def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
@@ -115,8 +134,7 @@ class Pretrainer:
         self.warmup_steps = round(o["warmup_epochs"] * self.steps_per_epoch)
         self.base_lr = scaled_lr(cfg)
         self.optimizer = build_optimizer(model, cfg, self.base_lr)
-        amp = t["amp"] and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+        self.amp_dtype = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.global_step = 0
         self.history: list[dict] = []
@@ -129,7 +147,7 @@ class Pretrainer:
             "format": FORMAT, "method": self.model.name, "arch": self.cfg["method"]["arch"], "config": self.cfg,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "global_step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
-            "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size, "rng": rng_state(),
+            "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size, "rng": rng_state(self.device),
             "bad_images": self.bad_images,
         }
 
@@ -155,11 +173,11 @@ class Pretrainer:
                              f"{self.steps_per_epoch} (dataset, batch size or process count changed); use a new train.output")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
-        self.scaler.load_state_dict(ck["scaler"])
+        load_scaler(self.scaler, ck["scaler"])
         self.global_step = ck["global_step"]
         self.bad_images = dict(ck.get("bad_images", {}))
         if ck["world_size"] == self.info.world_size:
-            set_rng_state(ck["rng"])
+            set_rng_state(ck["rng"], self.device)
         log.info("resumed from %s at step %d (epoch %d)", path, self.global_step, ck["epoch"])
         return True
 

@@ -68,16 +68,6 @@ def file_fingerprint(path: str | Path) -> dict:
     return {"path": str(p), "bytes": st.st_size, "sha256": _HASHES[key]}
 
 
-def flatten(obj, prefix: str = "") -> dict:
-    """Nested dicts -> {"a.b.c": value}."""
-    if isinstance(obj, dict) and obj:
-        out = {}
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
 _ABSENT = "(absent)"
 
 
@@ -94,6 +84,8 @@ def _diff(old, new, key: str) -> list[str]:
             return []
         return [d for k in sorted(set(old) | set(new), key=str)
                 for d in _diff(old.get(k, _ABSENT), new.get(k, _ABSENT), f"{key}.{k}" if key else str(k))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (o, n) in enumerate(zip(old, new)) for d in _diff(o, n, f"{key}[{i}]")]
     return [] if old == new else [f"{key}: {_show(old)} -> {_show(new)}"]
 
 

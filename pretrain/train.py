@@ -43,7 +43,9 @@ def main(argv=None) -> int:
 
 
 def _train(cfg: dict, overwrite: bool) -> int:
-    info = init_distributed()
+    from .engine import device_type
+
+    info = init_distributed(device_type(cfg))
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     from .engine import Pretrainer, open_run, output_dir

@@ -28,19 +28,23 @@ def weights_identity(weights: str):
 
 
 def request_identity(task: str, argv: list[str]) -> dict:
-    """A transfer command line as a cache key: the task, each argument (the `--weights` value and every other
-    argument naming an existing file by content), this package's version; `SETTINGS_FLAGS` left out. The
-    benchmark runner compares it with the `request` a finished run recorded."""
-    args, i = [], 0
+    """A transfer command line as a cache key: the task, its arguments grouped by option (the `--weights` value
+    and every other argument naming an existing file by content), this package's version; `SETTINGS_FLAGS`
+    left out. The benchmark runner compares it with the `request` a finished run recorded."""
+    args: dict[str, list] = {}
+    option, i = "(positional)", 0
     while i < len(argv):
         a = argv[i]
         if a in SETTINGS_FLAGS:
-            i += 1 + SETTINGS_FLAGS[a]
+            option, i = "(positional)", i + 1 + SETTINGS_FLAGS[a]
             continue
-        if i > 0 and argv[i - 1] == "--weights":
-            args.append(weights_identity(a))
+        if a.startswith("--"):
+            option = a
+            args.setdefault(option, [])
+        elif option == "--weights":
+            args[option].append(weights_identity(a))
         else:
-            args.append(file_fingerprint(a) if Path(a).is_file() else a)
+            args.setdefault(option, []).append(file_fingerprint(a) if Path(a).is_file() else a)
         i += 1
     return {"task": task, "args": args, "package": package_version()}
 

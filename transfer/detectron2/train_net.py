@@ -76,12 +76,9 @@ def _check_depth(cfg, weights: DetectionWeights) -> None:
                            ">= 50) or other weights")
 
 
-def build_cfg(task: str, args, out: Path, weights: str | None):
-    """(preset, resolved cfg, path, protocol changes, equivalent changes): preset + overrides + hardware
-    adaptation; explicit overrides other than the batch win over the scaling rule."""
-    path = resolve_config(args.config)
-    preset = load_preset(path)
-    check_task(task, preset, path.stem)
+def build_cfg(task: str, args, out: Path, weights: str | None, preset) -> tuple:
+    """(resolved cfg, protocol changes, equivalent changes): preset + overrides + hardware adaptation;
+    explicit overrides other than the batch win over the scaling rule."""
     cfg = preset.clone()
     merge_overrides(cfg, args.opts)
     if weights is not None:
@@ -95,13 +92,12 @@ def build_cfg(task: str, args, out: Path, weights: str | None):
     explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
     cfg.merge_from_list(explicit)
     check_numbers(cfg)
-    return preset, cfg, path, changes, equivalent
+    return cfg, changes, equivalent
 
 
-def identity(task: str, args) -> dict:
+def identity(task: str, args, preset) -> dict:
     """What decides this run's result (`common.transfer_identity`): weights, seed, data root, the preset with
     the overrides, the total batch, the input-format override."""
-    preset = load_preset(resolve_config(args.config))
     return transfer_identity(task, args.weights, args.seed, args.data_root, config=identity_config(preset, args.opts),
                              batch_size=args.batch_size, allow_input_mismatch=args.allow_input_mismatch)
 
@@ -123,9 +119,12 @@ def _main(task: str, argv: list[str]) -> int:
         return 2
     folder = run_folder(out, task)
     try:
-        ident = identity(task, args)
+        path = resolve_config(args.config)
+        preset = load_preset(path)
+        check_task(task, preset, path.stem)
+        ident = identity(task, args, preset)
         weights = prepare_weights(args.weights, out)
-        preset, cfg, path, changes, equivalent = build_cfg(task, args, out, weights.value)
+        cfg, changes, equivalent = build_cfg(task, args, out, weights.value, preset)
         _check_depth(cfg, weights)
         changes += check_input_format(cfg, weights.format, path.stem, args.allow_input_mismatch)
         overwrite = args.overwrite or args.no_resume

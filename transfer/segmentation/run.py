@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pretrain.cli import guarded, number
+from pretrain.dist import slurm_port
 from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
@@ -147,6 +148,8 @@ def _main(task: str, argv: list[str]) -> int:
             print(f"[extract] {args.weights}: {ex.summary()} -> {weights}")
     cfg.work_dir = str(out)
     cfg.launcher = args.launcher
+    if args.launcher == "slurm" and "MASTER_PORT" not in os.environ:  # mmengine's default 29500 collides between jobs
+        os.environ["MASTER_PORT"] = slurm_port()
     cfg.randomness = dict(seed=args.seed)
     cfg.resume = (out / "last_checkpoint").is_file()
     cfg.custom_hooks = [dict(type="BackboneLoadHook", weights=None if weights is None else str(Path(args.weights).resolve())),
