@@ -165,8 +165,9 @@ def test_config_rows_pretrain_per_seed_and_feed_their_cells(tmp_path, per_seed, 
     pdir = tmp_path / "bench/pretrain/no-exp" / ("s1" if per_seed else "")
     assert suite.weights(row, 1) == str(pdir / "last.pth") and suite.weights(suite.checkpoints[0], 1) == "random"
     cmd = pretrain_command(suite, row, 1 if per_seed else None)
-    assert cmd[:5] == ["torchrun", "--nproc_per_node", "8", "-m", "pretrain.train"] and cmd[5] == row.config
-    assert cmd[6:] == ["data.train=/data/x/train", "optim.epochs=3", *(["train.seed=1"] if per_seed else []), f"train.output={pdir}"]
+    # one node: torchrun gets --standalone (a free port; two suites on a node do not collide)
+    assert cmd[:6] == ["torchrun", "--standalone", "--nproc_per_node", "8", "-m", "pretrain.train"] and cmd[6] == row.config
+    assert cmd[7:] == ["data.train=/data/x/train", "optim.epochs=3", *(["train.seed=1"] if per_seed else []), f"train.output={pdir}"]
     cell = cell_command(suite, row, "knn@layer2", 1)
     assert cell[cell.index("--task") + 1] == "knn" and cell[cell.index("--weights") + 1] == str(pdir / "last.pth")
     assert cell[cell.index("--output") + 1] == str(tmp_path / "bench/cells/no-exp/knn_layer2/s1") and cell[-2:] == ["--stage", "2"]

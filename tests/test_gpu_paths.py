@@ -27,8 +27,9 @@ def gpus(monkeypatch):
 def slurm_task(monkeypatch):
     """`slurm_task(local_id)`: the environment srun gives task `local_id` of 4 on one node."""
     def env(local_id: int):
-        for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-            monkeypatch.delenv(k, raising=False)
+        for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):  # init_distributed sets them: undone after the test
+            monkeypatch.setenv(k, "")
+            monkeypatch.delenv(k)
         for k, v in {"SLURM_PROCID": str(local_id), "SLURM_NTASKS": "4", "SLURM_LOCALID": str(local_id),
                      "SLURM_JOB_ID": "77", "MASTER_ADDR": "127.0.0.1"}.items():
             monkeypatch.setenv(k, v)
