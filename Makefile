@@ -5,7 +5,7 @@ DEMO_DATA ?= demo_data
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint perf clean-demo
+.PHONY: setup demo test test-fast lint perf gpu-check clean-demo
 
 setup:
 	@bash tools/setup_env.sh
@@ -25,6 +25,11 @@ lint: setup
 perf: setup
 	$(PY) -m benchmarks.perf.pretrain_overhead
 	$(PY) -m benchmarks.perf.augment_throughput
+	$(PY) -m benchmarks.perf.hot_loop --label after
+
+# on a node with a CUDA GPU: writes benchmarks/perf/results/gpu_check.json (about 5-8 minutes)
+gpu-check: setup
+	$(PY) -m benchmarks.perf.gpu_check
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_OUT)

@@ -3,15 +3,7 @@
 Every view is made by `AugPipeline.sample` (draw parameters) + `AugPipeline.apply` (deterministic
 given the parameters): `geometric` (crop + resize, flip; uint8) then `photometric.photometric` (the
 rest, batched tensor ops that the training device can also run over a whole batch). The parameters
-of one view form a fixed-length float vector, laid out as `PARAM_SLICES` says (`PARAM_DIM` = 22):
-
-    crop     [0:6]   applied, top/H, left/W, height/H, width/W, area fraction
-    flip     [6:7]   applied
-    jitter   [7:16]  applied, brightness, contrast, saturation, hue factors, order of the 4 ops
-    gray     [16:17] applied
-    blur     [17:19] applied, sigma
-    solarize [19:20] applied
-    rotate   [20:22] applied, quarter turns k (counter-clockwise rotation by k·90°, k in 0..3)
+of one view form a fixed-length float vector, laid out as `params.PARAM_SLICES` says.
 
 Order of application (the authors' `augmentations/simsiam_aug.py`): crop (resize), flip, rotate,
 colour jitter, blur, grayscale, solarize, normalisation. Blur before grayscale is the authors'
@@ -28,15 +20,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from .params import PARAM_DIM, PARAM_SLICES
 from .photometric import blur_kernel, photometric
 
 AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")
-PARAM_SLICES = {
-    "crop": slice(0, 6), "flip": slice(6, 7), "jitter": slice(7, 16),
-    "gray": slice(16, 17), "blur": slice(17, 19), "solarize": slice(19, 20), "rotate": slice(20, 22),
-}
-PARAM_DIM = 22
-JITTER_FACTORS = slice(8, 12)  # the four colour-jitter factors inside the vector
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

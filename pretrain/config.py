@@ -87,7 +87,10 @@ DEFAULTS: dict[str, Any] = {
     "train": {
         "seed": 0,
         "device": "auto",           # auto | cpu | cuda
-        "amp": True,                # autocast on GPU (bf16 where supported, else fp16 + GradScaler)
+        "amp": True,                # autocast on GPU (bf16 where native, else fp16 + GradScaler); losses in fp32
+        "tf32_matmul": False,       # GPU: TF32 for fp32 matrix products (PyTorch's default: off; the losses need fp32)
+        "tf32_conv": True,          # GPU: TF32 for fp32 cuDNN convolutions (PyTorch's default: on)
+        "cudnn_benchmark": True,    # GPU: cuDNN autotuning (input sizes are fixed)
         "sync_bn": True,            # SyncBN when there are several processes
         "ckpt_every_steps": 0,      # also checkpoint every N steps (0: only at epoch ends)
         "keep_every_epochs": 0,     # keep epoch_XXXX.pth every N epochs (0: only last.pth)
@@ -279,7 +282,8 @@ def _check_ranges(cfg: dict) -> None:
 
 # what does not change a run's result: where and how it runs (may differ between a run and its resume)
 SETTINGS = ("name", "train.output", "train.device", "train.ckpt_every_steps", "train.keep_every_epochs", "train.log_every",
-            "train.max_steps", "data.workers", "data.max_bad_fraction", "method.batching", "augment.device")
+            "train.max_steps", "data.workers", "data.max_bad_fraction", "method.batching", "augment.device",
+            "train.tf32_matmul", "train.tf32_conv", "train.cudnn_benchmark")
 
 
 def identity(cfg: dict) -> tuple[dict, dict]:

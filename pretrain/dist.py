@@ -127,8 +127,8 @@ class CPUSyncBatchNorm(nn.BatchNorm1d):
         if not (self.training and world_size() > 1):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
-        count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
-        stats = dnnf.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count.view(1)]))
+        count = x.new_full((1,), float(x.numel() // x.shape[1]))
+        stats = dnnf.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         c = x.shape[1]
         n = stats[-1]
         mean, var = stats[:c] / n, stats[c:2 * c] / n - (stats[:c] / n) ** 2

@@ -1,14 +1,17 @@
-"""The pretraining loop: DDP, AMP, per-step cosine schedule, atomic checkpoints, exact resume, NaN guard.
+"""The pretraining loop: DDP, AMP, cosine schedule, atomic checkpoints, exact resume, NaN guard.
 
 Resume restores model (online, target, queues), optimizer, AMP scaler, step counter (the
 schedule is a function of it), RNG states and the data position (epoch, batch within epoch);
 augmentations are seeded per (seed, epoch, image), so a resumed run sees the same views.
+The hot loop never waits for the device: losses stay there until a logging or checkpoint step
+(`step_log`), the photometric index lists are built on the host (`photometric.index_plan`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,12 +24,13 @@ from tqdm import tqdm
 
 from .build import build_device_augment, build_model, build_transform
 from .checkpoint import FORMAT, load_safe, rng_state, set_rng_state
-from .config import ConfigError
 from .data import ResumableSampler, collate_views, read_class_list
-from .dist import DistInfo, convert_sync_batchnorm, cuda_device
+from .dist import DistInfo, convert_sync_batchnorm
 from .files import replace_atomically, save_atomic, write_json
 from .optim import build_optimizer, lr_at, scaled_lr, schedule_step, set_lr
 from .run_folder import RunConflict, RunFolder, git_commit, package_version
+from .runtime import resolve_runtime
+from .step_log import StepLog
 from .viewbn import make_per_view
 from .views import MultiViewDataset
 
@@ -35,30 +39,6 @@ log = logging.getLogger("pretrain")
 
 class NonFiniteLossError(FloatingPointError):
     pass
-
-
-def device_type(cfg: dict) -> str:
-    """train.device resolved: "cuda" or "cpu" (auto: cuda when a GPU is visible)."""
-    want = cfg["train"]["device"]
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no GPU is visible (torch.cuda.is_available() is False); "
-                          "use train.device=cpu or auto")
-    return want
-
-
-def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
-    """This process's training device: its GPU (`dist.cuda_device`) or the CPU."""
-    return cuda_device(info.local_rank) if device_type(cfg) == "cuda" else torch.device("cpu")
-
-
-def amp_dtype(cfg: dict, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 where the GPU computes it natively (Ampere and later), fp16 (with loss scaling)
-    on older GPUs, where bf16 would be emulated slowly (V100, T4); None on a CPU or with train.amp off."""
-    if not (cfg["train"]["amp"] and device.type == "cuda"):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def load_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
@@ -107,14 +87,36 @@ def open_run(cfg: dict, info: DistInfo = DistInfo(), overwrite: bool = False) ->
                                 is_main=info.is_main, log=log.info)
 
 
+SHM_HELP = ("The DataLoader workers hand batches to the trainer through shared memory (/dev/shm), and "
+            "/dev/shm is too small for data.workers x 2 prefetched batches ({need:.0f} MB needed, {free:.0f} MB free). "
+            "Give the container more (docker run --shm-size=16g; Kubernetes: an emptyDir with medium: Memory at "
+            "/dev/shm), lower data.workers or optim.batch_size, or use augment.device=train (uint8 views, 4x smaller).")
+
+
+def shm_need(batch: int, sizes: list[int], uint8: bool, workers: int, prefetch: int = 2) -> int:
+    """Bytes of shared memory the loader's prefetched batches take: workers x prefetch batches of views
+    (3 x S x S each, 1 byte uint8 or 4 bytes float32) per image."""
+    per_image = sum(3 * s * s for s in sizes) * (1 if uint8 else 4)
+    return workers * prefetch * batch * per_image
+
+
+def shm_free(path: str = "/dev/shm") -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
 class Pretrainer:
-    """Builds everything from a resolved config; `run()` trains to the end of the schedule."""
+    """Builds everything from a config; `run()` trains to the end of the schedule."""
 
     def __init__(self, cfg: dict, info: DistInfo = DistInfo()):
         self.cfg, self.info = cfg, info
         t = cfg["train"]
         self.out = output_dir(cfg)
-        self.device = resolve_device(cfg, info)
+        self.runtime = resolve_runtime(cfg, info)
+        self.runtime.apply()
+        self.device = self.runtime.device
         torch.manual_seed(t["seed"])
         model = build_model(cfg, self.device.type).to(self.device)
         if info.enabled and t["sync_bn"]:
@@ -134,10 +136,11 @@ class Pretrainer:
         self.warmup_steps = round(o["warmup_epochs"] * self.steps_per_epoch)
         self.base_lr = scaled_lr(cfg)
         self.optimizer = build_optimizer(model, cfg, self.base_lr)
-        self.amp_dtype = amp_dtype(cfg, self.device)
+        self.amp_dtype = self.runtime.amp_dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.global_step = 0
-        self.history: list[dict] = []
+        self.history: list[dict] = []  # one record per step (step, epoch, lr, loss, loss/stageS), filled at flushes
+        self.step_log = StepLog()
         self.bad_images: dict[str, int] = {}  # unreadable image -> the step it was first met (kept in checkpoints)
         self.bad_budget = cfg["data"]["max_bad_fraction"] * len(self.dataset) / info.world_size
 
@@ -181,13 +184,33 @@ class Pretrainer:
         log.info("resumed from %s at step %d (epoch %d)", path, self.global_step, ck["epoch"])
         return True
 
-    # ---- training ----------------------------------------------------------------------------
-    def loader(self, epoch: int, start_batch: int) -> DataLoader:
-        self.sampler.set_epoch(epoch, start_batch)
+    # ---- data ----------------------------------------------------------------------------------
+    def make_loader(self) -> DataLoader:
+        """The run's one DataLoader: workers stay alive across epochs, 2 batches prefetched per worker;
+        `sampler.set_epoch` before each pass chooses the epoch and the batch it starts at."""
         w = self.cfg["data"]["workers"]
+        if w:
+            sizes = [self.cfg["augment"]["size"]] * (2 * len(self.model.stages))
+            need, free = shm_need(self.per_rank, sizes, self.device_augment is not None, w), shm_free()
+            if free is not None and need > free:
+                log.warning(SHM_HELP.format(need=need / 2**20, free=free / 2**20))
         return DataLoader(self.dataset, batch_size=self.per_rank, sampler=self.sampler, num_workers=w,
                           collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False, prefetch_factor=4 if w else None)
+                          persistent_workers=w > 0, prefetch_factor=2 if w else None)
+
+    def batches(self, loader: DataLoader):
+        """Iterate `loader`; a worker killed for want of shared memory becomes an error that names /dev/shm."""
+        try:
+            yield from loader
+        except RuntimeError as e:
+            text = str(e)
+            if "shared memory" in text or "Bus error" in text or "/dev/shm" in text:
+                w = self.cfg["data"]["workers"]
+                sizes = [self.cfg["augment"]["size"]] * (2 * len(self.model.stages))
+                need = shm_need(self.per_rank, sizes, self.device_augment is not None, w)
+                raise RuntimeError(SHM_HELP.format(need=need / 2**20, free=(shm_free() or 0) / 2**20)
+                                   + f" (DataLoader: {text.splitlines()[0]})") from None
+            raise
 
     def note_unreadable(self, paths: list[str], jsonl) -> None:
         """Count the images the loader replaced; name each once; stop when over `data.max_bad_fraction`."""
@@ -206,30 +229,60 @@ class Pretrainer:
                 "Check the path and the mount; list every bad file with `tools/check_data.py "
                 f"{self.cfg['data']['train']}`; remove or replace them, or raise data.max_bad_fraction. Rerun to resume.")
 
-    def step(self, views, params) -> tuple[float, dict]:
+    # ---- training ----------------------------------------------------------------------------
+    def step(self, views, params) -> tuple[float, dict[str, torch.Tensor]]:
+        """One optimisation step on host batches -> (lr, {"loss": ..., "loss/stageS": ...} as device scalars);
+        nothing here waits for the device."""
         o = self.cfg["optim"]
         at = schedule_step(self.global_step, self.steps_per_epoch, self.warmup_steps, o["schedule_unit"])
         lr = lr_at(at, self.total_steps, self.warmup_steps, self.base_lr, o["min_lr"] * self.base_lr / o["lr"])
         set_lr(self.optimizer, lr, self.base_lr, o["fix_pred_lr"])
-        views = [v.to(self.device, non_blocking=True) for v in views]
-        params = [p.to(self.device, non_blocking=True) for p in params]
         if self.device_augment is not None:
-            views = self.device_augment(views, params)
+            views = self.device_augment(views, params, self.device)
+        else:
+            views = [v.to(self.device, non_blocking=True) for v in views]
+        params = [p.to(self.device, non_blocking=True) for p in params]
         ctx = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with ctx:
             loss, logs = (self.ddp or self.model)(views, params)
-        if not math.isfinite(float(loss.detach())):
-            raise NonFiniteLossError(
-                f"loss is {float(loss.detach())} at step {self.global_step} (lr {lr:.4g}; stage losses {logs}). "
-                f"Training stopped; the last good checkpoint is {self.out / 'last.pth'}. Lower optim.lr, add "
-                "optim.warmup_epochs, or disable train.amp, then rerun to resume.")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.model.update_target()
         self.global_step += 1
-        return float(loss.detach()), dict(logs, lr=lr)
+        return lr, {"loss": loss.detach(), **logs}
+
+    def flush(self, writer, jsonl, bar) -> None:
+        """Read the pending steps' losses back (`StepLog.flush`, the same on every process), stop every process
+        on a non-finite one, and log them."""
+        records = self.step_log.flush()
+        bad = next((r for r in records if not all(math.isfinite(v) for k, v in r.items() if k.startswith("loss"))), None)
+        if bad is not None:
+            stages = {k: v for k, v in bad.items() if k.startswith("loss/")}
+            raise NonFiniteLossError(
+                f"loss is {bad['loss']} at step {bad['step']} (lr {bad['lr']:.4g}; stage losses {stages}; the mean over "
+                f"{self.info.world_size} process(es)). Training stopped; the last good checkpoint is {self.out / 'last.pth'}. "
+                "Lower optim.lr, add optim.warmup_epochs, or disable train.amp, then rerun to resume.")
+        self.history += records
+        if not records:
+            return
+        bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", lr=f"{records[-1]['lr']:.3g}")
+        if not self.info.is_main:
+            return
+        end = self._end()
+        for rec in records:
+            if rec["step"] % self.cfg["train"]["log_every"] and rec["step"] != end:
+                continue
+            jsonl.write(json.dumps(rec) + "\n")
+            for k, v in rec.items():
+                if k not in ("step", "epoch"):
+                    writer.add_scalar(k if "/" in k else f"train/{k}", v, rec["step"])
+        jsonl.flush()
+
+    def _end(self) -> int:
+        m = self.cfg["train"]["max_steps"]
+        return self.total_steps if not m else min(self.total_steps, m)
 
     def run(self) -> dict:
         t = self.cfg["train"]
@@ -241,34 +294,32 @@ class Pretrainer:
 
             writer = SummaryWriter(str(self.out / "tb"), purge_step=self.global_step)
             jsonl = open(self.out / "log.jsonl", "a")
-            text = yaml.safe_dump(self.cfg, sort_keys=False)
+            text = yaml.safe_dump(self.runtime.resolved_config(self.cfg), sort_keys=False)
             replace_atomically(self.out / "config.yaml", lambda tmp: tmp.write_text(text))
-        end = self.total_steps if not t["max_steps"] else min(self.total_steps, t["max_steps"])
+            log.info("running with %s", self.runtime.record())
+        end = self._end()
         bar = tqdm(total=end, initial=self.global_step, desc=f"pretrain {self.model.name}", unit="step",
                    disable=not self.info.is_main, dynamic_ncols=True)
+        loader = self.make_loader()
         t0, start_step = time.time(), self.global_step
         try:
             while self.global_step < end:
                 epoch, start_batch = divmod(self.global_step, self.steps_per_epoch)
-                for views, params, _, unreadable in self.loader(epoch, start_batch):
+                self.sampler.set_epoch(epoch, start_batch)
+                for views, params, _, unreadable in self.batches(loader):
                     self.note_unreadable(unreadable, jsonl)
-                    loss, logs = self.step(views, params)
-                    rec = {"step": self.global_step, "epoch": epoch, "loss": loss, **logs}
-                    self.history.append(rec)
+                    lr, values = self.step(views, params)
+                    self.step_log.add({"step": self.global_step, "epoch": epoch, "lr": lr}, values)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{logs['lr']:.3g}")
-                    if self.info.is_main and (self.global_step % t["log_every"] == 0 or self.global_step == end):
-                        jsonl.write(json.dumps(rec) + "\n")
-                        jsonl.flush()
-                        for k, v in rec.items():
-                            if k not in ("step", "epoch"):
-                                writer.add_scalar(k if "/" in k else f"train/{k}", v, self.global_step)
                     epoch_end = self.global_step % self.steps_per_epoch == 0
+                    save = epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
+                        or self.global_step == end
+                    if save or self.global_step % t["log_every"] == 0:
+                        self.flush(writer, jsonl, bar)  # before any save: a non-finite loss never reaches a checkpoint
                     if epoch_end and self.bad_images:
                         log.info("epoch %d: %d unreadable images skipped so far (%s)", epoch, len(self.bad_images),
                                  ", ".join(list(self.bad_images)[:3]) + (", ..." if len(self.bad_images) > 3 else ""))
-                    if epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
-                            or self.global_step == end:
+                    if save:
                         self.save()
                     if self.global_step >= end:
                         break
@@ -288,6 +339,7 @@ class Pretrainer:
             "hier": self.cfg["hier"]["enabled"], "expand": self.cfg["expand"]["enabled"],
             "steps": self.global_step, "total_steps": self.total_steps, "steps_this_run": self.global_step - start_step,
             "seconds": round(seconds, 2), "checkpoint": str(self.out / "last.pth"),
+            "runtime": self.runtime.record(),
             "unreadable_images": sorted(self.bad_images),
             "loss_first": sum(r["loss"] for r in h[:n]) / n if h else None,
             "loss_last": sum(r["loss"] for r in h[-n:]) / n if h else None,

@@ -33,18 +33,22 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 3.9e-3,
     """scale · [Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²], C the cross-correlation of the batch-standardised z1, z2.
 
     `standardize=False` when the caller already standardised z over the batch (an affine-free,
-    synchronised BatchNorm, as the method does). With `distributed`, C is summed over all ranks
-    (gradient-carrying all_reduce), so the loss is that of the global batch."""
+    synchronised BatchNorm, as the method does). With `distributed`, C is summed over all ranks, so the
+    loss is that of the global batch, and so is the gradient after DDP's average: one all-reduce of the
+    detached C gives the value, the local term scaled by the world size W carries the gradient
+    (W·dL/dC·dC_r/dθ per rank; a gradient-carrying all-reduce would all-reduce the W equal dL/dC again
+    in backward for the same result, twice the traffic)."""
     n = z1.shape[0]
     if standardize:
         z1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + 1e-5)
         z2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + 1e-5)
     c = z1.T @ z2
     if distributed and dist.is_initialized() and dist.get_world_size() > 1:
-        import torch.distributed.nn.functional as dnnf
-
-        c = dnnf.all_reduce(c)
-        n = n * dist.get_world_size()
+        w = dist.get_world_size()
+        total = c.detach().clone()
+        dist.all_reduce(total)
+        c = total + w * (c - c.detach())
+        n = n * w
     c = c / n
     on_diag = (torch.diagonal(c) - 1).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()

@@ -17,19 +17,25 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One update with fused multi-tensor (`torch._foreach_*`) kernels: a few launches per group, not several
+        per parameter, and no new tensors (the gradients are turned into the update in place)."""
         for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if not g["lars_exclude"]:
-                    d = d.add(p, alpha=g["weight_decay"])
-                    pn, dn = torch.norm(p), torch.norm(d)
-                    q = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
-                    d = d.mul(q)
-                buf = self.state[p].setdefault("mu", torch.zeros_like(p))
-                buf.mul_(g["momentum"]).add_(d)
-                p.add_(buf, alpha=-g["lr"])
+            params = [p for p in g["params"] if p.grad is not None]
+            if not params:
+                continue
+            d = [p.grad for p in params]
+            if not g["lars_exclude"]:
+                torch._foreach_add_(d, params, alpha=g["weight_decay"])
+                pn, dn = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(d))
+                q = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
+                torch._foreach_mul_(d, list(q.unbind()))
+            for p in params:
+                if "mu" not in self.state[p]:
+                    self.state[p]["mu"] = torch.zeros_like(p)
+            bufs = [self.state[p]["mu"] for p in params]
+            torch._foreach_mul_(bufs, g["momentum"])
+            torch._foreach_add_(bufs, d)
+            torch._foreach_add_(params, bufs, alpha=-g["lr"])
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:

@@ -11,12 +11,14 @@ rounding. The reference the tests pin every op against is torchvision's function
 images.
 
 Shapes: images (N, 3, H, W), float in [0, 1] unless said otherwise; params (N, PARAM_DIM), laid out
-as `augment.PARAM_SLICES` says; per-sample factors (N,).
+as `params.PARAM_SLICES` says; per-sample factors (N,).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .params import BLUR, BLUR_SIGMA, GRAY, JITTER, JITTER_FACTORS, JITTER_ORDER, ROTATE, ROTATE_K, SOLARIZE
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
 SOLARIZE_THRESHOLD = 128 / 255  # the uint8 threshold 128 (torchvision's and BYOL's), on [0, 1] images
@@ -76,17 +78,52 @@ def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)  # the order index k in the params
 
 
-def color_jitter(x: torch.Tensor, applied: torch.Tensor, factors: torch.Tensor, order: torch.Tensor,
-                 ops=JITTER_OPS) -> torch.Tensor:
-    """Per sample, the four jitter ops in that sample's own order. applied (N,) bool, factors (N, 4)
-    (brightness, contrast, saturation, hue), order (N, 4) (op indices). Writes into x and returns it.
-    `ops`: the four functions (x, factors (n,)) -> x (another library's, for benchmarks/perf/kornia_compare)."""
-    order = order.long()
+def index_plan(params: torch.Tensor) -> list[torch.Tensor]:
+    """The samples each op applies to, from the parameter vectors (N, PARAM_DIM) on the host: 22 index
+    tensors, in the order `photometric` uses them (rotate by 1/2/3 quarter turns; jitter op k at position
+    pos, for pos, k in 0..3; blur; grayscale; solarize). Built on the CPU before the copy, so the
+    training device never waits for a `nonzero`."""
+    if params.device.type != "cpu":
+        raise ValueError(f"index_plan needs the parameter vectors on the host, got them on {params.device}")
+    p = params.float()
+    flags = [(p[:, ROTATE] > 0) & (p[:, ROTATE_K] == k) for k in (1, 2, 3)]
+    order = p[:, JITTER_ORDER].long()
+    flags += [(p[:, JITTER] > 0) & (order[:, pos] == k) for pos in range(4) for k in range(4)]
+    flags += [p[:, BLUR] > 0, p[:, GRAY] > 0, p[:, SOLARIZE] > 0]
+    return [f.nonzero().squeeze(1) for f in flags]
+
+
+def plan_to(plan: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """The plan on `device` in one host-to-device copy (pinned, asynchronous on a GPU)."""
+    if device.type == "cpu":
+        return plan
+    flat = torch.cat(plan)
+    flat = flat.pin_memory() if torch.cuda.is_available() else flat
+    return list(flat.to(device, non_blocking=True).split([len(i) for i in plan]))
+
+
+def _apply(x: torch.Tensor, idx: torch.Tensor, fn, *args) -> torch.Tensor:
+    """x with fn applied to the samples `idx` (fn(x[idx], *(a[idx] for a in args)))."""
+    if idx.numel():
+        x[idx] = fn(x[idx], *(a[idx] for a in args))
+    return x
+
+
+def rotate(x: torch.Tensor, plan: list[torch.Tensor]) -> torch.Tensor:
+    """Counter-clockwise rotation by k·90° of the samples plan[k - 1] (k = 1, 2, 3); square images."""
+    for k in (1, 2, 3):
+        x = _apply(x, plan[k - 1], lambda s, k=k: torch.rot90(s, k, dims=(-2, -1)))
+    return x
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor, plan: list[torch.Tensor], ops=JITTER_OPS) -> torch.Tensor:
+    """Per sample, the four jitter ops in that sample's own order. factors (N, 4) (brightness, contrast,
+    saturation, hue); plan: 16 index tensors, the samples with op k at position pos (index 4·pos + k).
+    Writes into x and returns it. `ops`: the four functions (x, factors (n,)) -> x (another library's, for
+    benchmarks/perf/kornia_compare)."""
     for pos in range(4):
         for k, op in enumerate(ops):
-            idx = (applied & (order[:, pos] == k)).nonzero().squeeze(1)
-            if idx.numel():
-                x[idx] = op(x[idx], factors[idx, k])
+            x = _apply(x, plan[4 * pos + k], lambda s, f, op=op: op(s, f), factors[:, k])
     return x
 
 
@@ -103,34 +140,22 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel: int) -> torch.Te
     return y.view(n, c, h, w)
 
 
-def _where(x: torch.Tensor, flags: torch.Tensor, fn, *args) -> torch.Tensor:
-    """x with fn applied to the samples whose flag is set (fn(x_subset, *args_subset))."""
-    idx = (flags > 0).nonzero().squeeze(1)
-    if idx.numel():
-        x[idx] = fn(x[idx], *(a[idx] for a in args))
-    return x
-
-
-def rotate(x: torch.Tensor, applied: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
-    """Counter-clockwise rotation by k·90°, k (N,) per sample; square images."""
-    for k in (1, 2, 3):
-        _where(x, (applied > 0) & (quarter_turns == k), lambda s, k=k: torch.rot90(s, k, dims=(-2, -1)))
-    return x
-
-
-def photometric(views: torch.Tensor, params: torch.Tensor, mean, std) -> torch.Tensor:
+def photometric(views: torch.Tensor, params: torch.Tensor, mean, std, plan: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Views after crop/resize/flip, uint8 (N, 3, S, S), and their params (N, PARAM_DIM) -> normalised
-    float views (N, 3, S, S), in the authors' order: rotate, colour jitter, blur, grayscale, solarize."""
+    float views (N, 3, S, S), in the authors' order: rotate, colour jitter, blur, grayscale, solarize.
+    `plan`: `index_plan(params)` on the views' device (built here when None, from params on the host)."""
     x = views.float().div_(255) if views.dtype == torch.uint8 else views.float().clone()
+    if plan is None:
+        plan = index_plan(params)
     p = params.to(x.device, torch.float32)
-    x = rotate(x, p[:, 20], p[:, 21])
-    x = color_jitter(x, p[:, 7] > 0, p[:, 8:12], p[:, 12:16])
-    x = _where(x, p[:, 17], lambda s, sig: gaussian_blur(s, sig, blur_kernel(x.shape[-1])), p[:, 18])
-    x = _where(x, p[:, 16], lambda s: luma(s).expand(-1, 3, -1, -1))
-    x = _where(x, p[:, 19], lambda s: torch.where(s >= SOLARIZE_THRESHOLD, 1 - s, s))
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s)
+    x = rotate(x, plan[:3])
+    x = color_jitter(x, p[:, JITTER_FACTORS], plan[3:19])
+    x = _apply(x, plan[19], lambda s, sig: gaussian_blur(s, sig, blur_kernel(x.shape[-1])), p[:, BLUR_SIGMA])
+    x = _apply(x, plan[20], lambda s: luma(s).expand(-1, 3, -1, -1))
+    x = _apply(x, plan[21], lambda s: torch.where(s >= SOLARIZE_THRESHOLD, 1 - s, s))
+    for c in range(3):  # Python scalars: nothing to copy to the device
+        x[:, c].sub_(mean[c]).div_(std[c])
+    return x
 
 
 class DeviceAugment:
@@ -144,13 +169,18 @@ class DeviceAugment:
     def __init__(self, mean, std, per_view: bool = False):
         self.mean, self.std, self.per_view = tuple(mean), tuple(std), per_view
 
-    def __call__(self, views: list[torch.Tensor], params: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.per_view:
-            return [photometric(v, p, self.mean, self.std) for v, p in zip(views, params)]
+    def __call__(self, views: list[torch.Tensor], params: list[torch.Tensor], device: torch.device = torch.device("cpu")
+                 ) -> list[torch.Tensor]:
+        """views/params on the host (as the loader gives them) -> normalised views on `device`; the index
+        plans are built on the host and travel with the views, so nothing waits on the device."""
+        groups = [[k] for k in range(len(views))] if self.per_view else \
+            [[k for k, v in enumerate(views) if v.shape == shape] for shape in dict.fromkeys(v.shape for v in views)]
         out: list[torch.Tensor | None] = [None] * len(views)
-        for shape in dict.fromkeys(v.shape for v in views):
-            group = [k for k, v in enumerate(views) if v.shape == shape]
-            y = photometric(torch.cat([views[k] for k in group]), torch.cat([params[k] for k in group]), self.mean, self.std)
-            for k, part in zip(group, y.split(shape[0])):
+        for group in groups:
+            p = torch.cat([params[k] for k in group])
+            plan = plan_to(index_plan(p), device)
+            x = torch.cat([views[k] for k in group]).to(device, non_blocking=True)
+            y = photometric(x, p.to(device, non_blocking=True), self.mean, self.std, plan)
+            for k, part in zip(group, y.split(views[group[0]].shape[0])):
                 out[k] = part
         return out

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
 
 def _train(cfg: dict, overwrite: bool) -> int:
-    from .engine import device_type
+    from .runtime import device_type
 
     info = init_distributed(device_type(cfg))
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,

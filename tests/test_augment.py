@@ -14,6 +14,7 @@ from pretrain import photometric as P
 from pretrain.augment import AUG_TYPES, PARAM_DIM, PARAM_SLICES, AugPipeline
 from pretrain.build import build_transform
 from pretrain.config import ConfigError, load_config
+from pretrain.params import JITTER, JITTER_ORDER, ROTATE, ROTATE_K
 
 from .test_fidelity import AUTHORS
 
@@ -71,7 +72,9 @@ def test_blur_with_a_sigma_per_sample_equals_torchvision(kernel):
 def test_rotation_grayscale_solarize_equal_torchvision():
     x = _floats(4, 33, 33)
     k = torch.tensor([0, 1, 2, 3])
-    got = P.rotate(x.clone(), torch.tensor([1, 1, 1, 0]), k)
+    params = torch.zeros(4, PARAM_DIM)
+    params[:, ROTATE], params[:, ROTATE_K] = torch.tensor([1.0, 1, 1, 0]), k.float()
+    got = P.rotate(x.clone(), P.index_plan(params)[:3])
     for i in range(3):
         torch.testing.assert_close(got[i], TF.rotate(x[i], 90.0 * int(k[i])), atol=0, rtol=0)
     assert torch.equal(got[3], x[3])  # not applied: untouched whatever k says
@@ -88,7 +91,9 @@ def test_jitter_runs_each_sample_in_its_own_order_and_skips_unapplied():
     order = torch.stack([torch.randperm(4, generator=g) for _ in range(len(x))]).float()
     factors = torch.stack([FACTORS, FACTORS.flip(0), FACTORS.roll(3), HUES], 1)
     applied = torch.tensor([True, True, False, True, True, True, True, False])
-    got = P.color_jitter(x.clone(), applied, factors, order)
+    params = torch.zeros(len(x), PARAM_DIM)
+    params[:, JITTER], params[:, JITTER_ORDER] = applied.float(), order
+    got = P.color_jitter(x.clone(), factors, P.index_plan(params)[3:19])
     fns = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
     for i in range(len(x)):
         want = x[i]

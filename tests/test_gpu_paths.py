@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from pretrain import checkpoint, engine
+from pretrain import checkpoint, engine, runtime
 from pretrain import dist as pdist
 from pretrain.config import load_config
 
@@ -47,7 +47,7 @@ def test_1_a_slurm_task_uses_a_gpu_it_can_see(gpus, slurm_task, monkeypatch, vis
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.update(device=d))
     info = pdist.init_distributed("cuda")
     assert info.local_rank == 3 and calls["backend"] == "nccl" and calls["device"] == torch.device("cuda", want)
-    assert engine.resolve_device(load_config(CFG, ["train.device=cuda"]), info) == torch.device("cuda", want)
+    assert runtime.resolve_device(load_config(CFG, ["train.device=cuda"]), info) == torch.device("cuda", want)
 
 
 def test_4_the_backend_follows_the_training_device_not_the_visible_gpus(gpus, slurm_task, monkeypatch):
@@ -58,7 +58,7 @@ def test_4_the_backend_follows_the_training_device_not_the_visible_gpus(gpus, sl
     monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.update(backend=backend))
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.update(device=d))
     cfg = load_config(CFG, ["train.device=cpu"])
-    pdist.init_distributed(engine.device_type(cfg))
+    pdist.init_distributed(runtime.device_type(cfg))
     assert calls == {"backend": "gloo"}  # no GPU claimed either
 
 
@@ -106,8 +106,8 @@ def test_11_bf16_only_where_the_gpu_computes_it_natively(gpus, monkeypatch, nati
     """V100/T4 report bf16 'supported' through emulation; only native support gets bf16."""
     gpus(1)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
-    assert engine.amp_dtype(load_config(CFG, ["train.amp=true"]), torch.device("cuda", 0)) == want
-    assert engine.amp_dtype(load_config(CFG, ["train.amp=false"]), torch.device("cuda", 0)) is None
+    assert runtime.amp_dtype(load_config(CFG, ["train.amp=true"]), torch.device("cuda", 0)) == want
+    assert runtime.amp_dtype(load_config(CFG, ["train.amp=false"]), torch.device("cuda", 0)) is None
 
 
 @pytest.mark.detectron2

@@ -117,5 +117,5 @@ def test_comparison_variants_load():
 def test_total_loss_is_the_weighted_sum_of_the_stage_losses():
     model, _ = make("simsiam", "hier.weights=[1.0, 2.0, 0.5, 3.0]")
     loss, logs = model(*inputs(4))
-    want = sum(w * logs[f"loss/stage{s}"] for w, s in zip((1.0, 2.0, 0.5, 3.0), (1, 2, 3, 4)))
-    assert float(loss) == pytest.approx(want, rel=1e-6) and len({round(v, 6) for v in logs.values()}) == 4
+    want = sum(w * float(logs[f"loss/stage{s}"]) for w, s in zip((1.0, 2.0, 0.5, 3.0), (1, 2, 3, 4)))
+    assert float(loss) == pytest.approx(want, rel=1e-6) and len({round(float(v), 6) for v in logs.values()}) == 4

@@ -25,6 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 from pretrain import photometric as P
 from pretrain.build import build_transform
 from pretrain.config import load_config
+from pretrain.params import BLUR_SIGMA, JITTER_FACTORS
 
 from .augment_throughput import CONFIGS, ROOT, write_jpegs
 
@@ -45,11 +46,12 @@ def kornia_photometric(views, params, jitter, blur, mean, std):
 
     x = views.float().div_(255)
     p = params.float()
-    x = P.rotate(x, p[:, 20], p[:, 21])
-    x = P.color_jitter(x, p[:, 7] > 0, p[:, 8:12], p[:, 12:16], ops=jitter)
-    x = P._where(x, p[:, 17], lambda s, sig: blur(s, sig, P.blur_kernel(x.shape[-1])), p[:, 18])
-    x = P._where(x, p[:, 16], lambda s: kornia.color.rgb_to_grayscale(s).expand(-1, 3, -1, -1))
-    x = P._where(x, p[:, 19], lambda s: torch.where(s >= P.SOLARIZE_THRESHOLD, 1 - s, s))
+    plan = P.plan_to(P.index_plan(params.cpu()), x.device)
+    x = P.rotate(x, plan[:3])
+    x = P.color_jitter(x, p[:, JITTER_FACTORS], plan[3:19], ops=jitter)
+    x = P._apply(x, plan[19], lambda s, sig: blur(s, sig, P.blur_kernel(x.shape[-1])), p[:, BLUR_SIGMA])
+    x = P._apply(x, plan[20], lambda s: kornia.color.rgb_to_grayscale(s).expand(-1, 3, -1, -1))
+    x = P._apply(x, plan[21], lambda s: torch.where(s >= P.SOLARIZE_THRESHOLD, 1 - s, s))
     return kornia.enhance.normalize(x, torch.tensor(mean), torch.tensor(std))
 
 

@@ -35,7 +35,9 @@ def measure(cfg: dict, steps: int) -> dict:
     """Loader, step and combined throughput of one config (images per second)."""
     trainer = Pretrainer(cfg)
     batch = trainer.per_rank
-    it = iter(trainer.loader(0, 0))
+    trainer.sampler.set_epoch(0, 0)
+    loader = trainer.make_loader()
+    it = iter(loader)
     views, params, _, _ = next(it)  # warm-up: workers started, first batch cached
     t0 = time.perf_counter()
     for _ in tqdm(range(steps), desc="  loader", unit="batch", leave=False):
@@ -49,7 +51,7 @@ def measure(cfg: dict, steps: int) -> dict:
         trainer.step(views, params)
     _sync(trainer.device)
     step_ips = steps * batch / (time.perf_counter() - t0)
-    it = iter(trainer.loader(0, 0))
+    it = iter(loader)
     next(it)
     waited, t0 = 0.0, time.perf_counter()
     for _ in tqdm(range(steps), desc="  both", unit="step", leave=False):

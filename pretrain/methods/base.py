@@ -58,10 +58,10 @@ class HierSiamese(nn.Module):
         if not self.uses_target:
             return
         m = self.momentum if momentum is None else momentum
-        for pt, po in zip(self.target.parameters(), self.online.parameters()):
-            pt.mul_(m).add_(po.detach(), alpha=1 - m)
-        for bt, bo in zip(self.target.buffers(), self.online.buffers()):
-            bt.copy_(bo)
+        target, online = list(self.target.parameters()), list(self.online.parameters())  # no_grad: no detach needed
+        torch._foreach_mul_(target, m)  # fused over all tensors
+        torch._foreach_add_(target, online, alpha=1 - m)
+        torch._foreach_copy_(list(self.target.buffers()), list(self.online.buffers()))
 
     def targets(self, views, params) -> list[torch.Tensor]:
         with torch.no_grad():
@@ -76,17 +76,27 @@ class HierSiamese(nn.Module):
         predictions and target projections."""
         raise NotImplementedError
 
-    def forward(self, views: list[torch.Tensor], params: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: list[torch.Tensor], params: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """-> (total loss, {"loss/stageS": detached scalar tensor}); the losses are computed in fp32 with autocast
+        off (as MoCo v3 and solo-learn do): Barlow Twins' cross-correlation and MoCo's logits lose too much in
+        bf16/fp16. Nothing here reads a value back to the host."""
         if len(views) != 2 * len(self.stages):
             raise ValueError(f"{self.name}: expected {2 * len(self.stages)} views ({len(self.stages)} pairs), got {len(views)}")
         z = self.online(views, params, self.view_stages(), self.batching)
         p = self.predict(z) if self.uses_predictor else None
         t = self.targets(views, params) if self.uses_target else None
+        z, p, t = _fp32(z), _fp32(p), _fp32(t)
         total = z[0].new_zeros(())
-        logs: dict[str, float] = {}
-        for k, (s, w) in enumerate(zip(self.stages, self.weights)):
-            sl = slice(2 * k, 2 * k + 2)
-            loss = self.pair_loss(k, s, z[sl], p[sl] if p else None, t[sl] if t else None)
-            logs[f"loss/stage{s}"] = float(loss.detach())
-            total = total + w * loss
+        logs: dict[str, torch.Tensor] = {}
+        with torch.autocast(z[0].device.type, enabled=False):
+            for k, (s, w) in enumerate(zip(self.stages, self.weights)):
+                sl = slice(2 * k, 2 * k + 2)
+                loss = self.pair_loss(k, s, z[sl], p[sl] if p else None, t[sl] if t else None)
+                logs[f"loss/stage{s}"] = loss.detach()
+                total = total + w * loss
         return total, logs
+
+
+def _fp32(xs: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+    """Half-precision tensors (autocast's outputs) in fp32; fp32/fp64 as they are."""
+    return None if xs is None else [x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in xs]
