@@ -15,15 +15,17 @@ A type that is switched off or not drawn records "not applied" with identity val
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import torch
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from .params import PARAM_DIM, PARAM_SLICES
-from .photometric import blur_kernel, photometric
+from .photometric import photometric
 
 AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")
+_MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -57,18 +59,16 @@ class AugPipeline:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
     rotate_p: float = 0.5
+    interpolation: str = "bilinear"  # the crop's resize: bilinear | bicubic
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    kernel: int = field(init=False)
 
     def __post_init__(self) -> None:
         bad = set(self.types) - set(AUG_TYPES)
         if bad:
             raise ValueError(f"unknown augmentation types {sorted(bad)}; known: {AUG_TYPES}")
-        object.__setattr__(self, "kernel", blur_kernel(self.size))  # the authors' kernel: 23 at 224 px
-
-    def with_types(self, types) -> AugPipeline:
-        return replace(self, types=tuple(types))
+        if self.interpolation not in _MODES:
+            raise ValueError(f"interpolation must be one of {sorted(_MODES)}, got {self.interpolation!r}")
 
     def sample(self, height: int, width: int, g: torch.Generator) -> torch.Tensor:
         """Draw the parameters of one view of an image of size (height, width): vector (PARAM_DIM,)."""
@@ -126,9 +126,10 @@ class AugPipeline:
         if p[0]:
             i, j = round(p[1] * height), round(p[2] * width)
             h, w = round(p[3] * height), round(p[4] * width)
-            img = F.resized_crop(img, i, j, h, w, [self.size, self.size], antialias=True)
+            img = F.resized_crop(img, i, j, h, w, [self.size, self.size], interpolation=_MODES[self.interpolation],
+                                 antialias=True)
         else:
-            img = F.resize(img, [self.size, self.size], antialias=True)
+            img = F.resize(img, [self.size, self.size], interpolation=_MODES[self.interpolation], antialias=True)
         return F.horizontal_flip(img) if p[6] else img
 
     def apply(self, img: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from .photometric import DeviceAugment
 from .views import MultiViewTransform, PairSpec
 
 _PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p",
-              "rotate_p")
+              "rotate_p", "interpolation")
 
 
 def active_pairs(cfg: dict) -> tuple[list[dict], list[float]]:
@@ -78,6 +78,7 @@ def build_model(cfg: dict, device_type: str = "cpu") -> HierSiamese:
         head_reduce=tuple(h["head_reduce"]), attention=h["attention"],
         expand_stages=tuple(e["stages"]) if e["enabled"] else (), expand_params=tuple(e["params"]),
         expand_dim=e["dim"], momentum=m["momentum"], batching=resolve_batching(cfg, device_type),
+        zero_init_residual=m["zero_init_residual"],
     )
     cls = METHODS[m["name"]]
     if cls.name == "mocov2":

@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
         "proj": {"hidden": 2048, "out": 2048, "num_layers": 3, "last_bn": True, "last_bn_affine": True, "hidden_bn": True},
         "pred_hidden": 512,         # SimSiam/BYOL predictor: out -> pred_hidden -> out
         "momentum": 0.99,           # BYOL target EMA / MoCo key encoder (MoCo v2: 0.999)
+        "momentum_schedule": "constant",  # constant | cosine (BYOL: from `momentum` to 1 over training)
+        "zero_init_residual": True,  # last BN of each residual block starts at 0 (SimSiam's and the authors'
+                                    # code; MoCo's uses torchvision's default, False)
         "queue_size": 65536,        # MoCo
         "temperature": 0.2,         # MoCo
         "symmetric": False,         # MoCo: add the swapped query/key term
@@ -58,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "size": 224, "crop_scale": [0.2, 1.0], "flip_p": 0.5, "jitter_p": 0.8, "jitter": [0.4, 0.4, 0.4, 0.1],
         "gray_p": 0.2, "blur_p": 0.5, "blur_sigma": [0.1, 2.0], "solarize_p": 0.0,
         "rotate_p": 0.5,            # used only by pairs whose types include "rotate" (off in the authors' setting)
+        "interpolation": "bilinear",  # the crop's resize: bilinear (torchvision's default) | bicubic (BYOL, Barlow Twins)
         "views": [{}, {}],          # per-view overrides of the keys above (BYOL's published asymmetric blur/solarize)
         "device": "auto",           # where rotation/jitter/blur/grayscale/solarize/normalisation run: loader (per image,
                                     # in the workers) | train (batched on the training device, the workers only decode,
@@ -83,6 +87,8 @@ DEFAULTS: dict[str, Any] = {
         "fix_pred_lr": True,        # SimSiam (the authors): the predictor's lr is not decayed
         "schedule_unit": "epoch",   # cosine evaluated per epoch (the authors' and SimSiam's code) or per step
         "lars_eta": 0.001,
+        "bias_lr": None,            # base lr (batch 256) of biases and BN parameters; None: the weights' lr
+        "bias_lr_over_world": False,  # divide bias_lr by the process count (see the Barlow Twins recipe)
     },
     "train": {
         "seed": 0,
@@ -220,6 +226,15 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"optim.schedule_unit must be epoch or step, got {cfg['optim']['schedule_unit']!r}")
     if cfg["optim"]["name"] not in ("sgd", "lars"):
         raise ConfigError(f"optim.name must be sgd or lars, got {cfg['optim']['name']!r}")
+    if m["momentum_schedule"] not in ("constant", "cosine"):
+        raise ConfigError(f"method.momentum_schedule must be constant or cosine, got {m['momentum_schedule']!r}")
+    if cfg["augment"]["interpolation"] not in ("bilinear", "bicubic"):
+        raise ConfigError(f"augment.interpolation must be bilinear or bicubic, got {cfg['augment']['interpolation']!r}")
+    if cfg["optim"]["bias_lr"] is not None:
+        _in_range("optim.bias_lr", cfg["optim"]["bias_lr"], False, 0, None, False)
+        if cfg["optim"]["name"] != "lars":
+            raise ConfigError("optim.bias_lr applies to LARS's excluded group (biases and norms); with optim.name=sgd "
+                              "they share the weights' lr: remove optim.bias_lr or use optim.name=lars")
     if cfg["train"]["device"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"train.device must be auto, cpu or cuda, got {cfg['train']['device']!r}")
     _check_ranges(cfg)

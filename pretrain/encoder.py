@@ -40,12 +40,13 @@ class Encoder(nn.Module):
         head_reduce: channels of the 1×1 reduction of the stage-1..3 heads.
         attention: use the stage heads' sigmoid attention gate.
         expand_stages / expand_params / expand_dim: the augmentation embedding ("what to contrast").
+        zero_init_residual: torchvision's option for the backbone.
     """
 
     def __init__(self, arch: str, stages: list[int], proj: dict, head_reduce=(64, 128, 256), attention: bool = True,
-                 expand_stages=(), expand_params=("jitter",), expand_dim: int = 512):
+                 expand_stages=(), expand_params=("jitter",), expand_dim: int = 512, zero_init_residual: bool = True):
         super().__init__()
-        self.backbone = StagedResNet(arch)
+        self.backbone = StagedResNet(arch, zero_init_residual)
         width = self.backbone.num_features
         self.stages = sorted(set(stages))
         self.heads = nn.ModuleDict({

@@ -27,7 +27,7 @@ from .checkpoint import FORMAT, load_safe, rng_state, set_rng_state
 from .data import ResumableSampler, collate_views, read_class_list
 from .dist import DistInfo, convert_sync_batchnorm
 from .files import replace_atomically, save_atomic, write_json
-from .optim import build_optimizer, lr_at, scaled_lr, schedule_step, set_lr
+from .optim import build_optimizer, ema_momentum, lr_at, scaled_lr, schedule_step, set_lr
 from .run_folder import RunConflict, RunFolder, git_commit, package_version
 from .runtime import resolve_runtime
 from .step_log import StepLog
@@ -135,7 +135,7 @@ class Pretrainer:
         self.total_steps = o["epochs"] * self.steps_per_epoch
         self.warmup_steps = round(o["warmup_epochs"] * self.steps_per_epoch)
         self.base_lr = scaled_lr(cfg)
-        self.optimizer = build_optimizer(model, cfg, self.base_lr)
+        self.optimizer = build_optimizer(model, cfg, self.base_lr, info.world_size)
         self.amp_dtype = self.runtime.amp_dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.global_step = 0
@@ -249,7 +249,8 @@ class Pretrainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.model.update_target()
+        m = self.cfg["method"]
+        self.model.update_target(ema_momentum(m["momentum"], m["momentum_schedule"], self.global_step, self.total_steps))
         self.global_step += 1
         return lr, {"loss": loss.detach(), **logs}
 

@@ -38,33 +38,51 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_add_(params, bufs, alpha=-g["lr"])
 
 
-def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
-    """Groups: regular weights; biases/norms (no wd when `exclude_norm_bias`); predictors (fixed lr)."""
-    groups = {"decay": [], "no_decay": [], "pred": []}
+def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool, bias_lr_scale: float = 1.0) -> list[dict]:
+    """Groups: "decay" (weights), "no_decay" (biases and norms, only with `exclude_norm_bias`: no weight decay,
+    no LARS adaptation, lr x `bias_lr_scale`), and the same two for the predictors ("pred", "pred_no_decay";
+    the predictors' lr may be fixed, `set_lr`)."""
+    groups: dict[str, list] = {"decay": [], "no_decay": [], "pred": [], "pred_no_decay": []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if ".predictors." in f".{name}":
-            groups["pred"].append(p)
-        elif exclude_norm_bias and p.ndim <= 1:
-            groups["no_decay"].append(p)
-        else:
-            groups["decay"].append(p)
-    out = [{"params": groups["decay"], "weight_decay": weight_decay, "name": "decay"}]
-    if groups["no_decay"]:
-        out.append({"params": groups["no_decay"], "weight_decay": 0.0, "lars_exclude": True, "name": "no_decay"})
-    if groups["pred"]:
-        out.append({"params": groups["pred"], "weight_decay": weight_decay, "name": "pred"})
+        key = "pred" if ".predictors." in f".{name}" else "decay"
+        if exclude_norm_bias and p.ndim <= 1:
+            key = "no_decay" if key == "decay" else "pred_no_decay"
+        groups[key].append(p)
+    out = []
+    for key, params in groups.items():
+        if params or key == "decay":
+            excluded = key.endswith("no_decay")
+            out.append({"params": params, "weight_decay": 0.0 if excluded else weight_decay, "lars_exclude": excluded,
+                        "lr_scale": bias_lr_scale if excluded else 1.0, "name": key})
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: dict, lr: float) -> torch.optim.Optimizer:
+def bias_lr_scale(cfg: dict, world_size: int = 1) -> float:
+    """The biases' and norms' lr over the weights' (`optim.bias_lr` / `optim.lr`), divided by the process count
+    with `optim.bias_lr_over_world`."""
+    o = cfg["optim"]
+    if o["bias_lr"] is None:
+        return 1.0
+    return o["bias_lr"] / o["lr"] / (world_size if o["bias_lr_over_world"] else 1)
+
+
+def build_optimizer(model: nn.Module, cfg: dict, lr: float, world_size: int = 1) -> torch.optim.Optimizer:
     o = cfg["optim"]
     if o["name"] == "lars":
-        return LARS(param_groups(model, o["weight_decay"], True), lr=lr, momentum=o["momentum"],
-                    weight_decay=o["weight_decay"], eta=o["lars_eta"])
+        return LARS(param_groups(model, o["weight_decay"], True, bias_lr_scale(cfg, world_size)), lr=lr,
+                    momentum=o["momentum"], weight_decay=o["weight_decay"], eta=o["lars_eta"])
     return torch.optim.SGD(param_groups(model, o["weight_decay"], False), lr=lr, momentum=o["momentum"],
                            weight_decay=o["weight_decay"])
+
+
+def ema_momentum(base: float, schedule: str, step: int, total: int) -> float:
+    """The target network's EMA decay at `step`: `base` (constant), or BYOL's cosine from `base` to 1,
+    1 - (1 - base)·(cos(π·step/total) + 1)/2."""
+    if schedule == "constant":
+        return base
+    return 1 - (1 - base) * (math.cos(math.pi * min(step, total) / max(1, total)) + 1) / 2
 
 
 def scaled_lr(cfg: dict) -> float:
@@ -89,5 +107,7 @@ def schedule_step(step: int, steps_per_epoch: int, warmup: int, unit: str) -> in
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float, base: float, fix_pred_lr: bool) -> None:
+    """Every group at `lr` (the predictors' at `base` with `fix_pred_lr`), times the group's `lr_scale`."""
     for g in opt.param_groups:
-        g["lr"] = base if (fix_pred_lr and g.get("name") == "pred") else lr
+        fixed = fix_pred_lr and g.get("name", "").startswith("pred")
+        g["lr"] = (base if fixed else lr) * g.get("lr_scale", 1.0)

@@ -127,7 +127,7 @@ def _collective_worker(rank, world, port, mode, out):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("mode", ["shared", "pair"])
+@pytest.mark.parametrize("mode", ["shared", "pair", "view"])
 def test_8_per_view_syncbn_makes_one_collective_per_batchnorm_call(tmp_path, mode):
     """SimSiam + method (4 pairs), 2 gloo processes: before, one all-reduce per view chunk (384 per step for 70
     BatchNorm calls in shared mode); now one per call in forward and one in backward. (Equality with one

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from pretrain.augment import AugPipeline
 from pretrain.build import build_model, build_transform
 from pretrain.config import load_config
+from pretrain.photometric import blur_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"baseline": "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml",
@@ -98,7 +99,7 @@ def aug_ratio(size: int, images: int, repeats: int) -> dict:
         v2.RandomResizedCrop(size, scale=ours.crop_scale, ratio=ours.crop_ratio, antialias=True),
         v2.RandomHorizontalFlip(ours.flip_p),
         v2.RandomApply([v2.ColorJitter(*ours.jitter)], p=ours.jitter_p),
-        v2.RandomApply([v2.GaussianBlur(ours.kernel, ours.blur_sigma)], p=ours.blur_p),
+        v2.RandomApply([v2.GaussianBlur(blur_kernel(ours.size), ours.blur_sigma)], p=ours.blur_p),
         v2.RandomGrayscale(ours.gray_p),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(ours.mean), list(ours.std)),

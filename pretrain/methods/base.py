@@ -30,12 +30,13 @@ class HierSiamese(nn.Module):
 
     def __init__(self, arch: str, stages: list[int], weights: list[float], proj: dict, pred_hidden: int = 512,
                  head_reduce=(64, 128, 256), attention: bool = True, expand_stages=(), expand_params=("jitter",),
-                 expand_dim: int = 512, momentum: float = 0.99, batching: str = "view"):
+                 expand_dim: int = 512, momentum: float = 0.99, batching: str = "view", zero_init_residual: bool = True):
         super().__init__()
         if len(weights) != len(stages):
             raise ValueError(f"one stage weight per pair is needed: {len(stages)} pairs, {len(weights)} weights")
         self.stages, self.weights, self.batching, self.momentum = list(stages), list(weights), batching, momentum
-        self.online = Encoder(arch, stages, proj, head_reduce, attention, expand_stages, expand_params, expand_dim)
+        self.online = Encoder(arch, stages, proj, head_reduce, attention, expand_stages, expand_params, expand_dim,
+                              zero_init_residual)
         out = proj["out"]
         if self.uses_predictor:
             self.predictors = nn.ModuleDict({str(s): mlp(out, pred_hidden, out, 2, last_bn=False) for s in self.online.stages})
