@@ -1,4 +1,5 @@
-"""Optimizers (SGD, LARS) with parameter groups, and the per-step cosine schedule with warm-up."""
+"""Optimizers (SGD, LARS) with parameter groups, the cosine schedule with warm-up (per epoch or per step),
+and the target network's EMA schedule."""
 from __future__ import annotations
 
 import math

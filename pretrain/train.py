@@ -1,7 +1,7 @@
 """Pretraining entry point: `python -m pretrain.train CONFIG [KEY=VALUE ...]` (torchrun/SLURM aware).
 
 Examples:
-    python -m pretrain.train configs/pretrain/simsiam-hier_resnet18_1xb32-coslr-3e_demo.yaml
+    python -m pretrain.train configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml
     torchrun --nproc_per_node 8 -m pretrain.train configs/pretrain/simsiam-hier_resnet50_8xb32-coslr-200e_in100.yaml \\
         data.train=/datasets/imagenet/train data.class_list=configs/pretrain/in100_classes.txt
 A run resumes automatically from <train.output>/last.pth when its inputs are the same (run.json); a

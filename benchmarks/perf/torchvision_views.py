@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
+
 JITTER = {0: TF.adjust_brightness, 1: TF.adjust_contrast, 2: TF.adjust_saturation, 3: TF.adjust_hue}
 
 
@@ -40,4 +41,4 @@ def torchvision_view(img: torch.Tensor, v: torch.Tensor, size: int, as_float: bo
         x = TF.rgb_to_grayscale(x, num_output_channels=3)
     if p[19]:
         x = TF.solarize(x, 128 / 255 if as_float else 128)
-    return TF.normalize(TF.to_dtype(x, torch.float32, scale=True), MEAN, STD)
+    return TF.normalize(TF.to_dtype(x, torch.float32, scale=True), list(IMAGENET_MEAN), list(IMAGENET_STD))

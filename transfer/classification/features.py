@@ -11,12 +11,11 @@ from torchvision import models
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
+from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
 from pretrain.files import save_atomic
 
 from ..weights import extract_backbone, reference_state_dict
 from .datasets import image_folder
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class PooledStage(nn.Module):
@@ -68,13 +67,13 @@ def eval_crop(size: int = 224) -> T.Compose:
 
 def eval_transform(size: int = 224) -> T.Compose:
     """`eval_crop`, ImageNet normalisation."""
-    return T.Compose([eval_crop(size), T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
+    return T.Compose([eval_crop(size), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def train_transform(size: int = 224) -> T.Compose:
     """RandomResizedCrop(size) + horizontal flip, ImageNet normalisation (MoCo linear protocol)."""
     return T.Compose([T.ToImage(), T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(),
-                      T.ToDtype(torch.float32, scale=True), T.Normalize(MEAN, STD)])
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def _fingerprint(model: nn.Module) -> str:

@@ -1,0 +1,57 @@
+"""Edges where a result goes quietly wrong: the unreadable-image budget exactly at and one past its limit (per
+process), the paired interval with exactly two seeds, a linear probe whose last epoch is not its best."""
+import math
+
+import pytest
+import torch
+
+from .conftest import ROOT
+from .test_pretrain_run import TINY, _small_folder
+
+
+@pytest.mark.parametrize("world,allowed", [(1, 2), (2, 1)])
+def test_unreadable_budget_allows_exactly_its_share_and_stops_one_past_it(demo_world, tmp_path, world, allowed):
+    """20 images, max_bad_fraction 0.1: 2 bad images allowed in one process, 1 per process in two."""
+    from pretrain.config import load_config
+    from pretrain.dist import DistInfo
+    from pretrain.engine import Pretrainer
+
+    data = _small_folder(demo_world, tmp_path / "data", 10)
+    cfg = load_config(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml",
+                      [*TINY, "optim.batch_size=4", "data.workers=0", "data.max_bad_fraction=0.1", f"data.train={data}",
+                       f"train.output={tmp_path / 'o'}"])
+    t = Pretrainer.__new__(Pretrainer)  # only the budget bookkeeping: no model, no process group
+    t.cfg, t.info, t.bad_images, t.global_step = cfg, DistInfo(0, world, 0), {}, 0
+    t.dataset = list(range(20))
+    t.bad_budget = cfg["data"]["max_bad_fraction"] * len(t.dataset) / world
+    t.note_unreadable([f"bad{i}.jpg" for i in range(allowed)], None)
+    t.note_unreadable([f"bad{i}.jpg" for i in range(allowed)], None)  # the same files again: counted once
+    assert len(t.bad_images) == allowed
+    with pytest.raises(RuntimeError, match=r"exceed data.max_bad_fraction=0.1 of 20 images"):
+        t.note_unreadable([f"bad{allowed}.jpg"], None)
+
+
+def test_two_seeds_give_the_paired_interval_with_one_degree_of_freedom():
+    from benchmarks.stats import difference
+
+    # d = (1, 3): mean 2, sd sqrt(2); t(0.975, 1) = 12.7062 (tables): half width 12.7062 * sqrt(2) / sqrt(2)
+    d = difference({0: 2.0, 1: 5.0}, {0: 1.0, 1: 2.0})
+    assert d["kind"] == "paired" and d["n"] == 2 and d["delta"] == pytest.approx(2.0)
+    assert d["low"] == pytest.approx(2 - 12.7062, abs=1e-3) and d["high"] == pytest.approx(2 + 12.7062, abs=1e-3)
+    assert d["contains_zero"] is True
+
+
+def test_the_linear_probe_reports_its_final_epoch_and_names_the_best_apart(demo_world, monkeypatch):
+    """Accuracies 50, 80, 60 over three epochs: top1 is the final epoch's 60 (MoCo's protocol), best is epoch 2's 80;
+    milestones floor(0.6 x 3) = 1 and floor(0.8 x 3) = 2."""
+    from transfer.classification import linear
+
+    per_epoch = iter([50.0, 80.0, 60.0])
+    monkeypatch.setattr(linear, "topk_accuracy", lambda s, y: {"top1": next(per_epoch), "top5": 100.0})
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    preset = {"batch_size": 64, "lr": 0.1, "weight_decay": 0.0, "optimizer": "sgd", "epochs": 3, "milestones": [0.6, 0.8]}
+    root = demo_world / "imagefolder"
+    out = linear.train_linear(backbone, root / "train", root / "val", 4, preset, size=16, workers=0, log=lambda *a: None)
+    assert out["top1"] == 60.0 and out["final_epoch"] == 3
+    assert out["best"] == {"top1": 80.0, "top5": 100.0, "epoch": 2}
+    assert out["lr_per_epoch"] == pytest.approx([0.025, 0.0025, 0.00025]) and math.isclose(out["lr"], 0.025)  # milestones 1, 2
