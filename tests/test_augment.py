@@ -9,9 +9,10 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
-from benchmarks.perf.torchvision_views import STD, torchvision_view
+from benchmarks.perf.torchvision_views import torchvision_view
 from pretrain import photometric as P
 from pretrain.augment import AUG_TYPES, PARAM_DIM, PARAM_SLICES, AugPipeline
+from pretrain.augment import IMAGENET_STD as STD
 from pretrain.build import build_transform
 from pretrain.config import ConfigError, load_config
 from pretrain.params import JITTER, JITTER_ORDER, ROTATE, ROTATE_K
