@@ -20,11 +20,12 @@ from pretrain.build import build_model, build_transform
 from pretrain.config import load_config
 from pretrain.encoder import param_index
 from pretrain.heads import StageHead
+from pretrain.photometric import blur_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTHORS = ROOT / "configs/pretrain/simsiam-hier_resnet50_8xb32-coslr-200e_in100.yaml"
 FULL = dict(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=0.5,
-            blur_sigma=(0.1, 2.0), flip_p=0.5, solarize_p=0.0, kernel=23, size=224)
+            blur_sigma=(0.1, 2.0), flip_p=0.5, solarize_p=0.0, size=224)
 # The authors' add-one table: pair / stage -> augmentation types of both views.
 ADD_ONE = {1: {"crop", "jitter"}, 2: {"crop", "jitter", "gray"}, 3: {"crop", "jitter", "gray", "blur"},
            4: {"crop", "jitter", "gray", "blur", "flip"}}
@@ -40,6 +41,7 @@ def test_add_one_table_and_values():
             assert set(pipe.types) == ADD_ONE[pair.stage]
             for k, v in FULL.items():
                 assert getattr(pipe, k) == pytest.approx(v), (pair.stage, k)
+            assert blur_kernel(pipe.size) == 23  # the kernel photometric.gaussian_blur is given at 224 px
 
 
 def test_baseline_is_pair_four_alone():
