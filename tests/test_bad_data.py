@@ -57,6 +57,7 @@ def test_bad_image_is_skipped_named_once_and_resume_stays_exact(folder_with_a_ba
     assert json.loads((out / "pretrain_summary.json").read_text())["unreadable_images"] == [str(bad)]
 
 
+@pytest.mark.slow  # the budget's boundary in process: tests/test_edges.py
 def test_over_the_budget_stops_with_a_clear_error(folder_with_a_bad_file, tmp_path):
     root, bad = folder_with_a_bad_file  # default budget 0.1% of 21 images: one bad file is too many
     r = run_pretrain(CFG, root, tmp_path / "o", *RUN)

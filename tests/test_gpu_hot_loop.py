@@ -93,6 +93,7 @@ def _nan_worker(rank, world, port, data, out, queue):
         queue.put((rank, f"{type(e).__name__}: {e}"))
 
 
+@pytest.mark.slow
 def test_2_a_nan_on_one_process_stops_every_process_with_the_same_message(demo_world, tmp_path):
     data = _small_folder(demo_world, tmp_path / "data", 12)
     ctx = mp.get_context("spawn")
@@ -127,7 +128,8 @@ def _collective_worker(rank, world, port, mode, out):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("mode", ["shared", "pair", "view"])
+@pytest.mark.parametrize("mode", ["shared", pytest.param("pair", marks=pytest.mark.slow),
+                                  pytest.param("view", marks=pytest.mark.slow)])
 def test_8_per_view_syncbn_makes_one_collective_per_batchnorm_call(tmp_path, mode):
     """SimSiam + method (4 pairs), 2 gloo processes: before, one all-reduce per view chunk (384 per step for 70
     BatchNorm calls in shared mode); now one per call in forward and one in backward. (Equality with one
@@ -180,6 +182,21 @@ def _bt_worker(rank, world, port, out):
     want = _reference_sync_chunks(x2, (2, 0, 1), bn.weight.detach(), bn.bias.detach(), bn.eps)
     (want * torch.arange(want.numel(), dtype=want.dtype).view_as(want).sin()).sum().backward()
     res["bn"] = (y.detach(), want.detach(), x.grad, x2.grad, bn.running_mean.clone(), bn.running_var.clone())
+    # running statistics by hand: each chunk's mean and unbiased variance over both processes, EMA (momentum 0.1
+    # from 0 and 1) in view-id order: chunk 1 (id 0), chunk 2 (id 1), chunk 0 (id 2)
+    xs = [torch.zeros_like(x) for _ in range(world)]
+    dist.all_gather(xs, x.detach())
+    rm, rv = torch.zeros(5, dtype=x.dtype), torch.ones(5, dtype=x.dtype)
+    for j in (1, 2, 0):
+        chunk = torch.cat([xr.chunk(3)[j] for xr in xs]).transpose(0, 1).reshape(5, -1)
+        rm, rv = 0.9 * rm + 0.1 * chunk.mean(1), 0.9 * rv + 0.1 * chunk.var(1, unbiased=True)
+    res["running_by_hand"] = (rm, rv)
+    # the step log: the loss each process logs is the mean over processes
+    from pretrain.step_log import StepLog
+
+    log = StepLog()
+    log.add({"step": 1}, {"loss": torch.tensor(float(rank + 1)), "loss/stage4": torch.tensor(10.0 * rank)})
+    res["logged"] = log.flush()
     # Barlow Twins
     z1 = torch.randn(6, 4, generator=g, dtype=torch.float64).requires_grad_()
     z2 = torch.randn(6, 4, generator=g, dtype=torch.float64).requires_grad_()
@@ -197,8 +214,9 @@ def _bt_worker(rank, world, port, out):
 
 def test_8_12_one_collective_formulations_equal_the_gradient_carrying_ones(tmp_path):
     """Two gloo processes, float64: per-view SyncBN (one all-reduce for all chunks) gives the outputs, input
-    gradients of V separate synchronised calls; Barlow Twins' one all-reduce of the detached C plus the local
-    term scaled by W gives the loss and gradients of the gradient-carrying all-reduce."""
+    gradients of V separate synchronised calls and the running statistics computed by hand; Barlow Twins' one
+    all-reduce of the detached C plus the local term scaled by W gives the loss and gradients of the
+    gradient-carrying all-reduce; the step log averages over the processes."""
     mp.spawn(_bt_worker, args=(2, _free_port(), str(tmp_path / "r")), nprocs=2, join=True)
     for rank in (0, 1):
         r = torch.load(f"{tmp_path / 'r'}.{rank}", weights_only=True)
@@ -209,9 +227,10 @@ def test_8_12_one_collective_formulations_equal_the_gradient_carrying_ones(tmp_p
         torch.testing.assert_close(loss, ref, rtol=1e-12, atol=0)
         torch.testing.assert_close(g1, r1, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(g2, r2, rtol=1e-10, atol=1e-12)
-    # the running statistics follow the chunks in view order: chunk 1 (id 0), chunk 2 (id 1), chunk 0 (id 2)
-    r0, r1 = (torch.load(f"{tmp_path / 'r'}.{k}", weights_only=True)["bn"] for k in (0, 1))
-    torch.testing.assert_close(r0[4], r1[4]) and torch.testing.assert_close(r0[5], r1[5])
+        # the running statistics follow the chunks in view order, with the unbiased variance
+        torch.testing.assert_close(r["bn"][4], r["running_by_hand"][0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(r["bn"][5], r["running_by_hand"][1], rtol=1e-10, atol=1e-12)
+        assert r["logged"] == [{"step": 1, "loss": 1.5, "loss/stage4": 5.0}]  # the mean over the two processes
 
 
 def test_8_running_statistics_are_updated_chunk_by_chunk_in_view_order():

@@ -97,6 +97,22 @@ def test_bicubic_resize_is_torchvision_bicubic():
     assert not torch.equal(AugPipeline(size=32, types=("crop",)).geometric(img, v), want)
 
 
+def test_the_trainer_gives_the_target_the_scheduled_momentum_each_step(demo_world, tmp_path):
+    """BYOL + method, 3 steps of 6, momentum_schedule cosine: update_target gets 1 - 0.01 (cos(pi k / 6) + 1) / 2."""
+    from pretrain.engine import Pretrainer
+
+    from .test_pretrain_run import TINY, _small_folder
+
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    t = Pretrainer(load_config(P / "byol-hier_resnet18_1xb64-coslr-4e_demo.yaml",
+                               [*TINY, "optim.batch_size=8", "data.workers=0", f"data.train={data}", "optim.epochs=2",
+                                "train.max_steps=3", "method.momentum_schedule=cosine", f"train.output={tmp_path / 'o'}"]))
+    got, update = [], t.model.update_target
+    t.model.update_target = lambda m=None: (got.append(m), update(m))
+    t.run()
+    assert got == pytest.approx([1 - 0.01 * (math.cos(math.pi * k / 6) + 1) / 2 for k in range(3)])
+
+
 def test_byol_ema_rises_from_its_base_to_one_with_a_cosine():
     assert ema_momentum(0.996, "cosine", 0, 100) == pytest.approx(0.996)
     assert ema_momentum(0.996, "cosine", 50, 100) == pytest.approx(0.998)  # 1 - 0.004 (cos(pi/2) + 1) / 2
