@@ -29,7 +29,8 @@ def _trainer(tmp_path, data, config=HIER, *extra):
                                                   f"train.output={tmp_path}", *extra]))
 
 
-@pytest.mark.parametrize("config", ["simsiam-hier", "byol-hier", "mocov2-hier", "barlowtwins-hier"])
+@pytest.mark.parametrize("config", ["simsiam-hier", "mocov2-hier", pytest.param("byol-hier", marks=pytest.mark.slow),
+                                    pytest.param("barlowtwins-hier", marks=pytest.mark.slow)])
 def test_7_the_training_step_never_reads_a_device_value_back(demo_world, tmp_path, config):
     """augment.device=train, shared batching: no `float(loss)`, no stage-loss reads, no `nonzero` on device
     tensors inside a step; the photometric index lists come from `index_plan` on the host copy of the

@@ -1,4 +1,4 @@
-"""`run_transfer.py --task knn|linear_cls|colour_probe`: probes on an ImageFolder dataset, writing metrics.json.
+"""`run_transfer.py --task knn|linear_cls|colour_probe|invariance`: probes on an ImageFolder dataset, writing metrics.json.
 
 `--stage 1..4` probes the pooled features of layer1..layer4 instead of the last stage's."""
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..weights import CheckpointError
 from .colour_probe import colour_probe
 from .datasets import REGISTRY, resolve
 from .features import build_backbone, extract_features
+from .invariance import invariance_map, pick_images, plot
 from .knn import knn_predict, per_class_accuracy, topk_accuracy
 from .linear import FAST, PRESETS, linear_on_features, train_linear
 
@@ -40,7 +41,9 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default <output>/feature_cache; several "
                    "runs may share one)")
     p.add_argument("--overwrite", action="store_true", help="start over in --output, deleting the run there")
-    if task == "colour_probe":
+    if task == "invariance":
+        p.add_argument("--images", type=number(int, 2), default=256, help="images of the val split (spread over its classes)")
+    elif task == "colour_probe":
         p.add_argument("--pairs", type=number(int, 1), default=1, help="view pairs per image (more pairs for small datasets)")
         p.add_argument("--epochs", type=number(int, 1), default=100, help="epochs of the linear probe on the pair features")
     elif task == "knn":
@@ -57,7 +60,8 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
-OPTIONS = {"knn": ("k", "temperature"), "colour_probe": ("pairs", "epochs"), "linear_cls": ("preset", "epochs", "lr", "fast")}
+OPTIONS = {"knn": ("k", "temperature"), "colour_probe": ("pairs", "epochs"), "linear_cls": ("preset", "epochs", "lr", "fast"),
+           "invariance": ("images",)}
 
 
 def main(task: str, argv: list[str]) -> int:
@@ -96,6 +100,17 @@ def _main(task: str, argv: list[str]) -> int:
     if args.stage != 4:
         changes.append(f"features of layer{args.stage} instead of layer4")
     stage = {"stage": args.stage}
+    if task == "invariance":
+        paths = pick_images(val_dir, args.images)
+        matrix = invariance_map(model.net, paths, args.size, args.device, args.batch_size, args.seed)
+        plot(matrix, out / "invariance.png", f"invariance of pooled features ({report['source']})")
+        metrics = dict(run_record(task, args.weights, args.seed, "demo" if ds.key == "demo" else "standard", changes[:1],
+                                  images=len(paths), protocol_name="invariance map (stage x augmentation), see README"),
+                       dataset=ds.title, matrix=matrix, load_report=report)
+        write_json(out / "metrics.json", metrics)
+        folder.finish()
+        print(f"[{task}] {ds.title}: {len(paths)} images -> {out / 'metrics.json'}, {out / 'invariance.png'}")
+        return 0
     if task == "colour_probe":
         res = colour_probe(model, train_dir, val_dir, args.size, args.seed, args.pairs, args.epochs, args.batch_size, args.workers,
                            args.device)
