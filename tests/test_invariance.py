@@ -85,7 +85,6 @@ def test_two_identical_checkpoints_give_a_zero_difference_map(tmp_path):
 
 def test_the_runner_writes_the_map_the_function_computes(demo_world, tmp_path):
     import json
-
     import runpy
 
     from transfer.classification.features import build_backbone

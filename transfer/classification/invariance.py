@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_image, read_file
 from tqdm import tqdm
 
 from pretrain.augment import AugPipeline
