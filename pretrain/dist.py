@@ -114,6 +114,33 @@ def shuffled_across_ranks(views: list[torch.Tensor], params: list[torch.Tensor])
     yield take(views), take(params), unshuffle
 
 
+def sync_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, ids: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """BatchNorm of `bn` on x (V·B, C, ...) = V equal chunks (one per view id in `ids`; one chunk by default)
+    with statistics over all processes, in one gradient-carrying all-reduce of the chunks' (sum, sum of
+    squares, count) (V, 2C + 1), computed in at least fp32. Chunk j is normalised with its mean and biased
+    variance over all processes (as V separate SyncBN calls would); the running statistics take each chunk's
+    unbiased variance in increasing view id."""
+    v, c = len(ids), x.shape[1]
+    xf = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(v, x.shape[0] // v, c, -1)  # (V, B, C, L)
+    count = xf.shape[1] * xf.shape[3]
+    stats = torch.cat([xf.sum((1, 3)), xf.square().sum((1, 3)), xf.new_full((v, 1), float(count))], 1)
+    stats = dnnf.all_reduce(stats)
+    n = stats[:, 2 * c:]  # (V, 1)
+    mean = stats[:, :c] / n
+    var = (stats[:, c:2 * c] / n - mean.square()).clamp_min(0)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            for j in sorted(range(v), key=ids.__getitem__):
+                bn.num_batches_tracked += 1
+                m = bn.momentum if bn.momentum is not None else 1 / float(bn.num_batches_tracked)
+                bn.running_mean.mul_(1 - m).add_(mean[j].to(bn.running_mean.dtype), alpha=m)
+                bn.running_var.mul_(1 - m).add_((var[j] * n[j] / (n[j] - 1)).to(bn.running_var.dtype), alpha=m)
+    y = (xf - mean[:, None, :, None]) * torch.rsqrt(var + bn.eps)[:, None, :, None]
+    if bn.affine:
+        y = y * bn.weight.view(1, 1, c, 1) + bn.bias.view(1, 1, c, 1)
+    return y.reshape(x.shape).to(x.dtype)
+
+
 class CPUSyncBatchNorm(nn.BatchNorm1d):
     """BatchNorm whose training statistics span all ranks, for CPU (gloo) runs where
     torch.nn.SyncBatchNorm refuses CPU tensors. Works on (B, C) and (B, C, H, W) inputs;
@@ -126,21 +153,7 @@ class CPUSyncBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and world_size() > 1):
             return super().forward(x)
-        dims = [0] + list(range(2, x.dim()))
-        count = x.new_full((1,), float(x.numel() // x.shape[1]))
-        stats = dnnf.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        c = x.shape[1]
-        n = stats[-1]
-        mean, var = stats[:c] / n, stats[c:2 * c] / n - (stats[:c] / n) ** 2
-        with torch.no_grad():
-            self.num_batches_tracked += 1
-            self.running_mean.mul_(1 - self.momentum).add_(mean.detach(), alpha=self.momentum)
-            self.running_var.mul_(1 - self.momentum).add_(var.detach() * n / (n - 1), alpha=self.momentum)
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return sync_batch_norm(self, x)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -118,7 +118,8 @@ class Pretrainer:
         self.runtime.apply()
         self.device = self.runtime.device
         torch.manual_seed(t["seed"])
-        model = build_model(cfg, self.device.type).to(self.device)
+        resolved = self.runtime.resolved_config(cfg)  # the builders read the resolved values, not `auto`
+        model = build_model(resolved, self.device.type).to(self.device)
         if info.enabled and t["sync_bn"]:
             model = make_per_view(convert_sync_batchnorm(model, self.device))
         self.model = model
@@ -128,16 +129,15 @@ class Pretrainer:
         if o["batch_size"] % info.world_size:
             raise ValueError(f"optim.batch_size={o['batch_size']} is not divisible by {info.world_size} processes")
         self.per_rank = o["batch_size"] // info.world_size
-        self.dataset = build_dataset(cfg, self.device.type)
-        self.device_augment = build_device_augment(cfg, self.device.type)
+        self.dataset = build_dataset(resolved, self.device.type)
+        self.device_augment = build_device_augment(resolved, self.device.type)
         self.sampler = ResumableSampler(len(self.dataset), self.per_rank, info.rank, info.world_size, t["seed"])
         self.steps_per_epoch = self.sampler.num_batches
         self.total_steps = o["epochs"] * self.steps_per_epoch
         self.warmup_steps = round(o["warmup_epochs"] * self.steps_per_epoch)
         self.base_lr = scaled_lr(cfg)
         self.optimizer = build_optimizer(model, cfg, self.base_lr, info.world_size)
-        self.amp_dtype = self.runtime.amp_dtype
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.runtime.amp_dtype == torch.float16)
         self.global_step = 0
         self.history: list[dict] = []  # one record per step (step, epoch, lr, loss, loss/stageS), filled at flushes
         self.step_log = StepLog()
@@ -189,14 +189,17 @@ class Pretrainer:
         """The run's one DataLoader: workers stay alive across epochs, 2 batches prefetched per worker;
         `sampler.set_epoch` before each pass chooses the epoch and the batch it starts at."""
         w = self.cfg["data"]["workers"]
-        if w:
-            sizes = [self.cfg["augment"]["size"]] * (2 * len(self.model.stages))
-            need, free = shm_need(self.per_rank, sizes, self.device_augment is not None, w), shm_free()
-            if free is not None and need > free:
-                log.warning(SHM_HELP.format(need=need / 2**20, free=free / 2**20))
+        need, free = self._shm_bytes(), shm_free()
+        if w and free is not None and need > free:
+            log.warning(SHM_HELP.format(need=need / 2**20, free=free / 2**20))
         return DataLoader(self.dataset, batch_size=self.per_rank, sampler=self.sampler, num_workers=w,
                           collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
                           persistent_workers=w > 0, prefetch_factor=2 if w else None)
+
+    def _shm_bytes(self) -> int:
+        """`shm_need` of this run: its per-process batch, its views (uint8 when augment.device is train), its workers."""
+        sizes = [self.cfg["augment"]["size"]] * (2 * len(self.model.stages))
+        return shm_need(self.per_rank, sizes, self.device_augment is not None, self.cfg["data"]["workers"])
 
     def batches(self, loader: DataLoader):
         """Iterate `loader`; a worker killed for want of shared memory becomes an error that names /dev/shm."""
@@ -205,10 +208,7 @@ class Pretrainer:
         except RuntimeError as e:
             text = str(e)
             if "shared memory" in text or "Bus error" in text or "/dev/shm" in text:
-                w = self.cfg["data"]["workers"]
-                sizes = [self.cfg["augment"]["size"]] * (2 * len(self.model.stages))
-                need = shm_need(self.per_rank, sizes, self.device_augment is not None, w)
-                raise RuntimeError(SHM_HELP.format(need=need / 2**20, free=(shm_free() or 0) / 2**20)
+                raise RuntimeError(SHM_HELP.format(need=self._shm_bytes() / 2**20, free=(shm_free() or 0) / 2**20)
                                    + f" (DataLoader: {text.splitlines()[0]})") from None
             raise
 
@@ -242,7 +242,8 @@ class Pretrainer:
         else:
             views = [v.to(self.device, non_blocking=True) for v in views]
         params = [p.to(self.device, non_blocking=True) for p in params]
-        ctx = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        amp = self.runtime.amp_dtype
+        ctx = torch.autocast("cuda", dtype=amp) if amp else nullcontext()
         with ctx:
             loss, logs = (self.ddp or self.model)(views, params)
         self.optimizer.zero_grad(set_to_none=True)

@@ -39,6 +39,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .loader_bench import device_sync, train_from
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs/pretrain"
 
@@ -84,11 +86,6 @@ def write_images(folder: Path, n: int, size=(375, 500)) -> None:
         write_file(str(folder / f"img_{i:04d}.jpg"), encode_jpeg(img, quality=90))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _peak_mb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
 
@@ -105,22 +102,12 @@ def train_rate(cfg: dict, s: Setting) -> dict:
     t.sampler.set_epoch(0, 0)
     loader = t.make_loader()
     it = iter(loader)
-    for _ in range(s.warmup):
-        views, params, _, _ = next(it)
-        t.step(views, params)
-    _sync(s.device)
-    waited, t0 = 0.0, time.perf_counter()
-    for _ in range(s.steps):
-        w0 = time.perf_counter()
-        views, params, _, _ = next(it)
-        waited += time.perf_counter() - w0
-        t.step(views, params)
-    _sync(s.device)
-    total = time.perf_counter() - t0
+    train_from(t, it, range(s.warmup), sync_each_step=False)
+    waited, total, (views, params) = train_from(t, it, range(s.steps), sync_each_step=False)  # as training runs
     t0 = time.perf_counter()
     for _ in range(s.steps):  # the last batch again: the step alone
         t.step(views, params)
-    _sync(s.device)
+    device_sync(s.device)
     step_only = time.perf_counter() - t0
     t.step_log.flush()
     del it, loader
@@ -150,7 +137,7 @@ def host_syncs(s: Setting, bar) -> dict:
     batches = [b for _, b in zip(range(2), t.make_loader())]
     t.step(*batches[0][:2])  # warm-up
     if s.device.type == "cuda":
-        _sync(s.device)
+        device_sync(s.device)
         sites: Counter = Counter()
         torch.cuda.set_sync_debug_mode("warn")
         try:

@@ -26,9 +26,25 @@ from pretrain.engine import Pretrainer
 from .augment_throughput import CONFIGS, ROOT, write_jpegs
 
 
-def _sync(device: torch.device) -> None:
+def device_sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def train_from(trainer: Pretrainer, batches, steps, sync_each_step: bool = True) -> tuple[float, float, tuple]:
+    """Training steps on batches taken from the iterator `batches`, one per item of `steps` (a range, or a
+    tqdm over one): (seconds spent waiting for batches, seconds in all, the last batch's (views, params)).
+    `sync_each_step` waits for the device after every step, so that a wait is charged to the loader."""
+    waited, t0 = 0.0, time.perf_counter()
+    for _ in steps:
+        w0 = time.perf_counter()
+        views, params, _, _ = next(batches)
+        waited += time.perf_counter() - w0
+        trainer.step(views, params)
+        if sync_each_step:
+            device_sync(trainer.device)
+    device_sync(trainer.device)
+    return waited, time.perf_counter() - t0, (views, params)
 
 
 def measure(cfg: dict, steps: int) -> dict:
@@ -45,22 +61,15 @@ def measure(cfg: dict, steps: int) -> dict:
     loader_ips = steps * batch / (time.perf_counter() - t0)
     del it
     trainer.step(views, params)
-    _sync(trainer.device)
+    device_sync(trainer.device)
     t0 = time.perf_counter()
     for _ in tqdm(range(steps), desc="  step", unit="step", leave=False):
         trainer.step(views, params)
-    _sync(trainer.device)
+    device_sync(trainer.device)
     step_ips = steps * batch / (time.perf_counter() - t0)
     it = iter(loader)
     next(it)
-    waited, t0 = 0.0, time.perf_counter()
-    for _ in tqdm(range(steps), desc="  both", unit="step", leave=False):
-        w0 = time.perf_counter()
-        views, params, _, _ = next(it)
-        waited += time.perf_counter() - w0
-        trainer.step(views, params)
-        _sync(trainer.device)
-    total = time.perf_counter() - t0
+    waited, total, _ = train_from(trainer, it, tqdm(range(steps), desc="  both", unit="step", leave=False))
     return {"loader_images_per_second": loader_ips, "step_images_per_second": step_ips,
             "training_images_per_second": steps * batch / total, "wait_fraction": waited / total,
             "verdict": "data-bound" if loader_ips < step_ips else "compute-bound",
