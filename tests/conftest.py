@@ -39,7 +39,7 @@ def demo_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_world")
     counts = Counts(cls_train_per_class=40, cls_val_per_class=15, voc07_trainval=40, voc07_test=20,
                     voc12_trainval=40, voc12_seg_val=12, coco_train=30, coco_val=12,
-                    cityscapes_train=6, cityscapes_val=3)
+                    cityscapes_train=6, cityscapes_val=3, colour_train_per_class=12, colour_val_per_class=8)
     generate(root, WorldSpec(num_classes=4, seed=0), counts)
     return root
 
@@ -103,8 +103,9 @@ def kill_when(cmd: list[str], path_appears: Path, timeout: int = 600) -> None:
 
 
 def write_cell(suite, ckpt, task: str, seed: int, metrics: dict) -> None:
-    """A finished suite cell made by hand: its metrics.json and the run.json a finished run of the cell's
-    command records (status finished, the request the suite gives the cell)."""
+    """A finished suite cell made by hand: its metrics.json (`transfer.result`: `protocol`, `dataset`, `stage`,
+    `protocol_name` in the header, everything else under `metrics`) and the run.json a finished run of the
+    cell's command records (status finished, the request the suite gives the cell)."""
     import json
 
     from transfer.common import request_identity
@@ -112,7 +113,8 @@ def write_cell(suite, ckpt, task: str, seed: int, metrics: dict) -> None:
 
     d = suite.cell_dir(ckpt, task, seed)
     d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps(metrics))
+    header = {k: metrics[k] for k in ("protocol", "dataset", "stage", "protocol_name") if k in metrics}
+    (d / "metrics.json").write_text(json.dumps({**header, "metrics": {k: v for k, v in metrics.items() if k not in header}}))
     request = request_identity(task_of(task), suite.cell_args(ckpt, task, seed))
     (d / "run.json").write_text(json.dumps({"kind": f"transfer:{task_of(task)}", "status": "finished", "identity": {},
                                             "request": request, "settings": {}, "history": []}))

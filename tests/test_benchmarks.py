@@ -50,7 +50,7 @@ def test_aggregation_mean_std_delta_and_flags(tmp_path):
     for ck in suite.checkpoints:
         for seed in suite.seeds:
             v = values[(ck.name, seed)]
-            write_cell(suite, ck, "voc_det", seed, {"protocol": "standard", "AP50": v, "AP": v - 20, "AP75": v - 10})
+            write_cell(suite, ck, "voc_det", seed, {"protocol": "standard", "bbox": {"AP50": v, "AP": v - 20, "AP75": v - 10}})
     write_cell(suite, suite.checkpoints[1], "voc_seg", 0, {"protocol": "non-standard", "mIoU": 60.0})
     rows = {(r["checkpoint"], r["task"], r["metric"]): r for r in aggregate(suite)}
     assert rows[("ours", "voc_det", "AP50")]["mean"] == 54.0 and rows[("ours", "voc_det", "AP50")]["std"] == pytest.approx(1.41421, 1e-4)

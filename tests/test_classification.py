@@ -27,7 +27,7 @@ def test_knn_pretrained_beats_random(knn_eval_data, demo_pretrained, tmp_path):
         m = json.loads((tmp_path / name / "metrics.json").read_text())
         assert m["dataset"] == "demo world (synthetic)" and set(m["by_k"]) == {"k20", "k200"}
         assert len(m["by_k"]["k20"]["per_class"]) == 4
-        top1[name] = m["top1"]
+        top1[name] = m["metrics"]["top1"]
     assert top1["pretrained"] > top1["random"] + 3, top1
     assert m["load_report"]["loaded"] == 120 and not m["load_report"]["missing"]
 
@@ -41,11 +41,11 @@ def test_linear_probe_keeps_the_backbone_frozen_and_learns(demo_world, demo_pret
     from torchvision import models
 
     assert m["backbone_checked_tensors"] == len(models.resnet18().state_dict()) - 2 and m["preset"] == "demo"  # all but fc
-    assert m["protocol"] == "demo" and m["top1"] > 100 / 4 + 10, m["top1"]  # well above chance (4 classes)
+    assert m["protocol"] == "demo" and m["metrics"]["top1"] > 100 / 4 + 10, m["metrics"]  # well above chance (4 classes)
     # demo preset: lr 1.0 for a batch of 64 -> 1.0 x 64/256; milestones at 60%/80% of 8 epochs; every val image
     assert m["lr"] == pytest.approx(0.25) and m["milestones"] == [4, 6] and m["final_epoch"] == 8
     assert m["val_images"] == sum(1 for f in (demo_world / "imagefolder/val").rglob("*.jpg"))
-    assert 1 <= m["best"]["epoch"] <= 8 and m["best"]["top1"] >= m["top1"]
+    assert 1 <= m["best"]["epoch"] <= 8 and m["best"]["top1"] >= m["metrics"]["top1"]
 
 
 def test_sanity_check_catches_a_changed_backbone():
@@ -150,4 +150,6 @@ def test_knn_task_equals_a_brute_force_knn_on_features_extracted_by_hand(demo_wo
                 votes[y] += math.exp(s / 0.07)
             hits += max(range(4), key=votes.__getitem__) == label
         assert m["by_k"][f"k{k}"]["top1"] == pytest.approx(100 * hits / len(vy), abs=1e-3), k
-    assert m["top1"] == m["by_k"]["k5"]["top1"] and m["stage"] == 4 and m["protocol"] == "demo"
+    from transfer.result import HEADER
+
+    assert set(HEADER) <= set(m) and m["metrics"]["top1"] == m["by_k"]["k5"]["top1"] and m["stage"] == 4 and m["protocol"] == "demo"

@@ -106,12 +106,12 @@ def test_voc_det_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
     rep = m["load_report"]
     assert rep["ok"] and rep["backbone_tensors"] == rep["verified_identical"] == 100  # ResNet-18, every tensor bit-identical
     assert m["source"]["layout"] == "hier-aug" and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]
-    assert {"AP", "AP50", "AP75"} <= set(m) and m["AP50"] > VOC_AP50_MIN, m["bbox"]
+    assert {"AP", "AP50", "AP75"} <= set(m["metrics"]["bbox"]) and m["metrics"]["bbox"]["AP50"] > VOC_AP50_MIN, m["metrics"]
     # eval-only on the finished run reloads its final checkpoint and gives the same numbers
     r = run_tool(*_voc(demo_world, tmp_path, ckpt, "--eval-only", "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
     assert r.returncode == 0, r.stderr[-3000:]
     again = json.loads((tmp_path / "metrics.json").read_text())
-    assert again["eval_only"] and again["AP50"] == pytest.approx(m["AP50"], abs=1e-6)
+    assert again["eval_only"] and again["metrics"]["bbox"]["AP50"] == pytest.approx(m["metrics"]["bbox"]["AP50"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -122,8 +122,8 @@ def test_coco_instseg_reports_box_and_mask_ap(demo_world, demo_pretrained, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
     for kind in ("bbox", "segm"):
-        assert set(m[kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-        assert m[kind]["AP"] > 0 and m[kind]["AP50"] > 0, m[kind]
+        assert set(m["metrics"][kind]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+        assert m["metrics"][kind]["AP"] > 0 and m["metrics"][kind]["AP50"] > 0, m["metrics"][kind]
     assert m["load_report"]["ok"] and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]
 
 
@@ -200,14 +200,16 @@ def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them
     cfg = load_preset(resolve_config("demo_voc_R_18_FPN" if task == "voc_det" else "demo_coco_R_18_FPN"))
     cfg.OUTPUT_DIR, cfg.SEED = str(tmp_path), 3
     info = {"task": task, "weights": "w.pkl", "protocol": "demo", "changes": [], "config": "c", "source": {}, "eval_only": False,
-            "equivalent_changes": []}
+            "equivalent_changes": [], "started": 0.0}
     box = {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": float("nan"), "AP-aeroplane": 12.5, "AP-bicycle": float("nan")}
     results = {"bbox": box} if task != "coco_instseg" else {"bbox": box, "segm": {"AP": 25.75, "AP50": 50.5, "AP75": 20.0, "AP-aeroplane": 3.0}}
     write_metrics(cfg, info, results, None, ["aeroplane", "bicycle"], resumed=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["seed"] == 3 and m["bbox"] == {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": None}
+    from transfer.result import HEADER
+
+    assert set(HEADER) <= set(m) and m["seed"] == 3 and m["metrics"]["bbox"] == {"AP": 41.5, "AP50": 70.25, "AP75": 40.125, "APs": None}
     assert m["per_class_AP"]["bbox"] == {"aeroplane": 12.5, "bicycle": None}
     want = {"voc_det": {"AP50": 70.25, "AP": 41.5, "AP75": 40.125}, "coco_det": {"APbb": 41.5, "APbb50": 70.25, "APbb75": 40.125},
             "coco_instseg": {"APbb": 41.5, "APmk": 25.75}}[task]
     assert {col: read(m) for col, read in COLUMNS[task]} == want
-    assert ("AP" in m) == (task == "voc_det")  # only VOC carries its box APs at the top level too
+    assert "AP" not in m  # the report reads metrics only (no top-level copies)

@@ -98,4 +98,4 @@ def test_the_runner_writes_the_map_the_function_computes(demo_world, tmp_path):
     model, _ = build_backbone("random", "resnet18", 0)
     want = invariance_map(model.net, pick_images(demo_world / "imagefolder/val", 8), 32)
     flat = lambda mm: {(r, c, k): v for r in mm for c in mm[r] for k, v in mm[r][c].items()}  # noqa: E731
-    assert flat(m["matrix"]) == pytest.approx(flat(want)) and m["images"] == 8 and (out / "invariance.png").stat().st_size > 1000
+    assert flat(m["metrics"]["matrix"]) == pytest.approx(flat(want)) and m["images"] == 8 and (out / "invariance.png").stat().st_size > 1000

@@ -91,10 +91,12 @@ def test_every_report_cell_is_the_mean_and_std_of_its_metrics(tmp_path):
                 vals = {c: round(rnd.uniform(10, 90), 3) for c, _ in COLUMNS[task]}
                 m = {"protocol": "standard"}
                 for c, v in vals.items():  # laid out as each task writes it
-                    if task in ("voc_det", "voc_seg", "cityscapes_seg", "linear_cls", "knn", "colour_probe"):
+                    if task in ("voc_seg", "cityscapes_seg", "linear_cls", "knn", "colour_probe"):
                         m[{"APbb": "AP"}.get(c, c)] = v
                     elif task == "invariance":  # matrix.layer4.<augmentation>.mean
                         m.setdefault("matrix", {}).setdefault("layer4", {})[c.split("@")[0]] = {"mean": v}
+                    elif task == "voc_det":
+                        m.setdefault("bbox", {})[c] = v
                     else:
                         kind, key = ("bbox", "AP" + c[4:]) if c.startswith("APbb") else ("segm", "AP")
                         m.setdefault(kind, {})[key] = v

@@ -192,11 +192,11 @@ def test_11_the_feature_cache_lives_in_the_run_folder_and_a_broken_one_is_recomp
     assert rc == 0, err[-2000:]
     caches = sorted((tmp_path / "a/feature_cache").glob("feats_*.pt"))
     assert len(caches) == 2 and not (tmp_path / ".feature_cache").exists()
-    top1 = json.loads((tmp_path / "a/metrics.json").read_text())["top1"]
+    top1 = json.loads((tmp_path / "a/metrics.json").read_text())["metrics"]["top1"]
     caches[0].write_bytes(caches[0].read_bytes()[:100])  # truncated, as a killed non-atomic write would leave it
     rc, out, err = _call(main, "knn", [*args, "--output", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "a/feature_cache")])
     assert rc == 0 and "unreadable or incomplete cache; recomputing it" in out, err[-2000:]
-    assert json.loads((tmp_path / "b/metrics.json").read_text())["top1"] == top1
+    assert json.loads((tmp_path / "b/metrics.json").read_text())["metrics"]["top1"] == top1
     torch.load(caches[0], weights_only=True)  # replaced by a complete file
 
 

@@ -110,7 +110,7 @@ def test_voc_seg_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
     assert m["protocol"] == "demo" and m["load_report"]["ok"] and m["resumed"] is False  # a fresh run
     assert m["load_report"]["verified_identical"] == m["load_report"]["backbone_tensors"] == 100
     assert set(m["per_class_IoU"]) >= {"background", "aeroplane", "bicycle", "bird", "boat"}
-    assert m["mIoU"] > VOC_MIOU_MIN, m["per_class_IoU"]
+    assert m["metrics"]["mIoU"] > VOC_MIOU_MIN, m["per_class_IoU"]
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def test_killed_run_resumes_through_the_safe_loader(demo_world, tmp_path):
     r = run_tool(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert m["resumed"] and m["load_report"]["ok"] and isinstance(m["mIoU"], float)
+    assert m["resumed"] and m["load_report"]["ok"] and isinstance(m["metrics"]["mIoU"], float)
     logs = "".join(p.read_text() for p in (tmp_path / "run").glob("*/*.log"))
     assert "Auto resumed from the latest checkpoint" in logs and "resumed epoch: 0, iter: " in logs
 
@@ -167,8 +167,10 @@ def test_standard_voc12aug_preset_trains_on_the_demo_world(demo_world, tmp_path)
                  "val_dataloader.persistent_workers=False")
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["protocol"] == "non-standard" and m["total_batch"] == 2 and m["iterations"] == 2
-    assert m["protocol_name"].startswith("mmselfsup VOC12aug") and m["mIoU"] is not None
+    from transfer.result import HEADER
+
+    assert set(HEADER) <= set(m) and m["protocol"] == "non-standard" and m["total_batch"] == 2 and m["iterations"] == 2
+    assert m["protocol_name"].startswith("mmselfsup VOC12aug") and m["metrics"]["mIoU"] is not None
     assert any(c.startswith("total batch 16 (4 GPUs x 4) -> 2") for c in m["protocol_changes"])
 
 

@@ -1,13 +1,11 @@
-"""What every transfer task shares: its run folder (identity checked before anything is written), the
-result record (metrics.json, written atomically), and small value helpers."""
+"""What every transfer task shares: its run folder (identity checked before anything is written), its
+identity and request (what decides the result; the result itself: `transfer.result`), and small value helpers."""
 from __future__ import annotations
 
 import math
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
-from pretrain.run_folder import RunFolder, file_fingerprint, git_commit, package_version
+from pretrain.run_folder import RunFolder, file_fingerprint, package_version
 
 # command-line flags that say where and how a run executes, not what it computes (flag -> number of values)
 SETTINGS_FLAGS = {"--output": 1, "--num-gpus": 1, "--num-machines": 1, "--machine-rank": 1, "--dist-url": 1, "--device": 1,
@@ -71,11 +69,3 @@ def check_output(out: Path) -> Path:
         raise OSError(f"cannot write to the output folder {out}: {e.strerror or e}; pass --output with a folder you can "
                       "write") from None
     return out
-
-
-def run_record(task: str, weights: str, seed: int, protocol: str, changes: list[str] | None = None, **extra) -> dict:
-    """The header of every metrics.json: task, weights, seed, protocol ("standard", "non-standard" with
-    the list of changes, or "demo"), and where it ran."""
-    return {"task": task, "weights": str(weights), "seed": seed, "protocol": protocol, "protocol_changes": changes or [],
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
-            "git": git_commit(), **extra}

@@ -15,13 +15,13 @@ class Task:
     runner: str                          # module with main(task, argv) -> exit code
     engine: str | None                   # module that must be importable (None: torch only)
     title: str                           # column group in reports
-    columns: tuple[tuple[str, str], ...]  # (report column, dotted key in metrics.json); the first is the figure's
+    columns: tuple[tuple[str, str], ...]  # (report column, dotted key in metrics.json's `metrics`); the first is the figure's
     data: str                            # `transfer.datacheck` kind of its data (tools/check_data.py --task)
     summary: str                         # one line for `run_transfer.py --help`
 
     def metric(self, metrics: dict, column: str) -> float:
-        """The value of report column `column` in a metrics.json of this task."""
-        value = metrics
+        """The value of report column `column` in a metrics.json of this task (`transfer.result`)."""
+        value = metrics["metrics"]
         for part in dict(self.columns)[column].split("."):
             value = value[part]
         return value
@@ -39,7 +39,7 @@ TASKS = {t.name: t for t in (
     Task("invariance", _CLS, None, "invariance", (("gray@L4", "matrix.layer4.gray.mean"), ("blur@L4", "matrix.layer4.blur.mean"),
                                                  ("flip@L4", "matrix.layer4.flip.mean"), ("jitter@L4", "matrix.layer4.jitter.mean")),
          "cls", "invariance map: per stage and augmentation type, how invariant the pooled features are"),
-    Task("voc_det", _D2, "detectron2", "VOC07+12 det", (("AP50", "AP50"), ("AP", "AP"), ("AP75", "AP75")), "voc_det",
+    Task("voc_det", _D2, "detectron2", "VOC07+12 det", (("AP50", "bbox.AP50"), ("AP", "bbox.AP"), ("AP75", "bbox.AP75")), "voc_det",
          "VOC07+12 Faster R-CNN R50-C4 24k (MoCo protocol; paper and demo presets)"),
     Task("coco_det", _D2, "detectron2", "COCO det", (("APbb", "bbox.AP"), ("APbb50", "bbox.AP50"), ("APbb75", "bbox.AP75")),
          "coco_det", "COCO Mask R-CNN R50-C4/FPN 1x/2x, box AP"),

@@ -2,6 +2,7 @@
 
 Layout under the output root (usable directly as DETECTRON2_DATASETS):
     imagefolder/{train,val}/<class>/*.jpg
+    colour/{train,val}/<shape>-<hue>/*.jpg  (the colour split: label = shape and hue band)
     VOC2007/{JPEGImages,Annotations,ImageSets/Main/{trainval,test}.txt}
     VOC2012/{JPEGImages,Annotations,ImageSets/Main/trainval.txt,
              SegmentationClass/*.png,ImageSets/Segmentation/{train,val,trainval}.txt}
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .render import SceneObject, WorldSpec, background, classification_image, scene
+from .render import COLOUR_CLASSES, SceneObject, WorldSpec, background, classification_image, colour_image, scene
 
 IGNORE = 255
 JPEG_QUALITY = 92
@@ -46,6 +47,8 @@ class Counts:
     coco_val: int = 40
     cityscapes_train: int = 24
     cityscapes_val: int = 8
+    colour_train_per_class: int = 60
+    colour_val_per_class: int = 20
 
 
 def voc_palette() -> list[int]:
@@ -133,6 +136,16 @@ def _write_imagefolder(root: Path, spec: WorldSpec, counts: Counts, rng: np.rand
         for cls, name in enumerate(spec.class_names):
             for i in range(per):
                 _save_jpeg(classification_image(spec, cls, rng), root / "imagefolder" / split / name / f"{split}_{cls:02d}_{i:05d}.jpg")
+                n += 1
+    return n
+
+
+def _write_colour(root: Path, spec: WorldSpec, counts: Counts, rng: np.random.Generator) -> int:
+    n = 0
+    for split, per in (("train", counts.colour_train_per_class), ("val", counts.colour_val_per_class)):
+        for cls, (shape, band) in enumerate(COLOUR_CLASSES):
+            for i in range(per):
+                _save_jpeg(colour_image(spec.cls_size, cls, rng), root / "colour" / split / f"{shape}-{band}" / f"{split}_{cls:02d}_{i:05d}.jpg")
                 n += 1
     return n
 
@@ -232,7 +245,9 @@ def _write_cityscapes(root: Path, spec: WorldSpec, counts: Counts, rng: np.rando
     return n
 
 
-WRITERS = {"imagefolder": _write_imagefolder, "voc": _write_voc, "coco": _write_coco, "cityscapes": _write_cityscapes}
+# a part's random stream is seeded by its position here: new parts go at the end
+WRITERS = {"imagefolder": _write_imagefolder, "voc": _write_voc, "coco": _write_coco, "cityscapes": _write_cityscapes,
+           "colour": _write_colour}
 
 
 def generate(root: str | Path, spec: WorldSpec = WorldSpec(), counts: Counts = Counts(),

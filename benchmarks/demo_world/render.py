@@ -1,7 +1,8 @@
 """Rendering of the demo world: textured shapes on varied backgrounds, with scale and occlusion.
 
 Each object class is a (shape, texture) pair. Colours come from overlapping per-class palettes,
-so colour alone does not identify the class; shape and texture do.
+so colour alone does not identify the class; shape and texture do. The colour split (`COLOUR_CLASSES`)
+is the opposite case: a class is a shape in a hue band, so neither shape nor colour alone identifies it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from transfer.datacheck import VOC_CLASSES
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "ellipse")
 TEXTURES = ("solid", "hstripes", "checker", "dots", "vstripes", "diagonal")
 HUES = np.linspace(0.0, 1.0, 8, endpoint=False)
+# the colour split: class = (shape, hue band centre); 2 shapes x 3 hue bands, any texture
+COLOUR_BANDS = {"red": 0.0, "green": 1 / 3, "blue": 2 / 3}
+COLOUR_HUE_HALF_WIDTH = 0.04
+COLOUR_CLASSES = tuple((shape, band) for shape in ("circle", "square") for band in COLOUR_BANDS)
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,16 @@ def background(size: int, rng: np.random.Generator) -> np.ndarray:
 def paint_object(img: np.ndarray, spec: WorldSpec, cls: int, cx: float, cy: float, r: float,
                  rng: np.random.Generator) -> np.ndarray:
     """Paint one object of class `cls` into `img` (H, W, 3) in place; returns its full mask (H, W) bool."""
-    h, w = img.shape[:2]
     shape, texture, palette = spec.appearance(cls)
+    return _paint(img, shape, texture, palette[rng.integers(len(palette))] + rng.normal(0, 0.02), cx, cy, r, rng)
+
+
+def _paint(img: np.ndarray, shape: str, texture: str, hue: float, cx: float, cy: float, r: float,
+           rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
     mask_img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(mask_img).polygon(_polygon(shape, cx, cy, r, rng.uniform(0, 2 * np.pi)), fill=1)
     mask = np.asarray(mask_img, dtype=bool)
-    hue = palette[rng.integers(len(palette))] + rng.normal(0, 0.02)
     fg = _hsv(hue, rng.uniform(0.55, 1.0), rng.uniform(0.6, 1.0))
     bg = fg * rng.uniform(0.25, 0.5)
     pattern = _texture(texture, h, w, rng)[..., None]
@@ -156,6 +165,18 @@ def classification_image(spec: WorldSpec, cls: int, rng: np.random.Generator) ->
     paint_object(img, spec, cls, cx, cy, r, rng)
     if rng.random() < spec.occlusion_prob:
         occlude(img, rng)
+    return to_uint8(img)
+
+
+def colour_image(size: int, cls: int, rng: np.random.Generator) -> np.ndarray:
+    """One object of colour-split class `cls` (`COLOUR_CLASSES`: its shape, a hue within
+    +-COLOUR_HUE_HALF_WIDTH of its band, any texture), random scale/position/rotation: (S, S, 3) uint8."""
+    shape, band = COLOUR_CLASSES[cls]
+    img = background(size, rng)
+    r = rng.uniform(0.22, 0.42) * size
+    cx, cy = rng.uniform(r * 0.8, size - r * 0.8, size=2)
+    hue = COLOUR_BANDS[band] + rng.uniform(-COLOUR_HUE_HALF_WIDTH, COLOUR_HUE_HALF_WIDTH)
+    _paint(img, shape, TEXTURES[rng.integers(len(TEXTURES))], hue, cx, cy, r, rng)
     return to_uint8(img)
 
 

@@ -16,6 +16,11 @@ class ClsDataset:
     preset: str  # the default linear-probe preset (`linear.PRESETS`): MoCo's for ImageNet, else the paper's
     val_dirs: tuple[str, ...] = ("val", "test")
 
+    @property
+    def demo(self) -> bool:
+        """A split of the generated demo world: its runs are labelled with the demo protocol."""
+        return self.preset == "demo"
+
 
 REGISTRY = {d.key: d for d in (
     ClsDataset("imagenet", "ImageNet-1K", "moco"),  # the community standard; the paper's 90 ep: --preset paper_in1k
@@ -28,6 +33,7 @@ REGISTRY = {d.key: d for d in (
     ClsDataset("pets", "Oxford-IIIT Pets", "paper_200e"),
     ClsDataset("dtd", "Describable Textures (DTD)", "paper_200e"),
     ClsDataset("demo", "demo world (synthetic)", "demo"),
+    ClsDataset("demo_colour", "demo world, colour x shape (synthetic)", "demo"),
 )}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -13,7 +14,8 @@ from pretrain.cli import guarded, number
 from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
-from ..common import check_output, request_identity, run_folder, run_record, transfer_identity
+from ..common import check_output, request_identity, run_folder, transfer_identity
+from ..result import write_result
 from ..weights import CheckpointError
 from .colour_probe import colour_probe
 from .datasets import REGISTRY, resolve
@@ -69,6 +71,7 @@ def main(task: str, argv: list[str]) -> int:
 
 
 def _main(task: str, argv: list[str]) -> int:
+    started = time.time()
     args = get_args_parser(task).parse_args(argv)
     out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(str(args.weights)).stem}_s{args.seed}").resolve()
     folder = run_folder(out, task)
@@ -99,40 +102,35 @@ def _main(task: str, argv: list[str]) -> int:
     changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
     if args.stage != 4:
         changes.append(f"features of layer{args.stage} instead of layer4")
-    stage = {"stage": args.stage}
+    result = dict(weights=args.weights, seed=args.seed, load_report=report, started=started, dataset=ds.title, stage=args.stage)
     if task == "invariance":
         paths = pick_images(val_dir, args.images)
         matrix = invariance_map(model.net, paths, args.size, args.device, args.batch_size, args.seed)
         plot(matrix, out / "invariance.png", f"invariance of pooled features ({report['source']})")
-        metrics = dict(run_record(task, args.weights, args.seed, "demo" if ds.key == "demo" else "standard", changes[:1],
-                                  images=len(paths), protocol_name="invariance map (stage x augmentation), see README"),
-                       dataset=ds.title, matrix=matrix, load_report=report)
-        write_json(out / "metrics.json", metrics)
+        write_result(out, task, protocol="demo" if ds.demo else "standard", changes=changes[:1],
+                     protocol_name="invariance map (stage x augmentation), see README", metrics={"matrix": matrix},
+                     images=len(paths), **result)
         folder.finish()
         print(f"[{task}] {ds.title}: {len(paths)} images -> {out / 'metrics.json'}, {out / 'invariance.png'}")
         return 0
     if task == "colour_probe":
         res = colour_probe(model, train_dir, val_dir, args.size, args.seed, args.pairs, args.epochs, args.batch_size, args.workers,
                            args.device)
-        protocol = "demo" if ds.key == "demo" else ("non-standard" if changes else "paper")
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, pairs=args.pairs, **stage,
-                                  protocol_name=f"colour-information probe (paper Sec. 5.2), layer{args.stage}"),
-                       dataset=ds.title, **res, load_report=report)
+        protocol = "demo" if ds.demo else ("non-standard" if changes else "paper")
+        details = dict(pairs=args.pairs, **res)
+        name = f"colour-information probe (paper Sec. 5.2), layer{args.stage}"
     elif task == "knn":
         tf, ty, classes = features(train_dir, "train features")
         vf, vy, _ = features(val_dir, "val features")
-        result = {}
+        by_k = {}
         changes += [f"k {k} -> {len(tf)} (every training image)" for k in args.k if k > len(tf)]
         for k in args.k:
             s = knn_predict(tf, ty, vf, len(classes), k, args.temperature)
-            acc = topk_accuracy(s, vy)
-            result[f"k{k}"] = dict(acc, per_class=per_class_accuracy(s, vy, len(classes)))
-        main_k = f"k{args.k[0]}"
-        protocol = "demo" if ds.key == "demo" else ("non-standard" if changes else "standard")
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, k=args.k, temperature=args.temperature, **stage,
-                                  protocol_name=f"cosine kNN (k={'/'.join(map(str, args.k))}, T={args.temperature})"),
-                       dataset=ds.title, top1=result[main_k]["top1"], top5=result[main_k]["top5"], by_k=result,
-                       classes=classes, load_report=report)
+            by_k[f"k{k}"] = dict(topk_accuracy(s, vy), per_class=per_class_accuracy(s, vy, len(classes)))
+        protocol = "demo" if ds.demo else ("non-standard" if changes else "standard")
+        res = by_k[f"k{args.k[0]}"]
+        details = dict(k=args.k, temperature=args.temperature, by_k=by_k, classes=classes)
+        name = f"cosine kNN (k={'/'.join(map(str, args.k))}, T={args.temperature})"
     else:
         preset_name = options["preset"]
         if args.fast:  # the fast probe's own schedule: --epochs / --lr apply to it
@@ -151,11 +149,13 @@ def _main(task: str, argv: list[str]) -> int:
         else:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
-        protocol = "demo" if preset_name == "demo" or ds.key == "demo" else ("non-standard" if changes else preset["label"])
-        metrics = dict(run_record(task, args.weights, args.seed, protocol, changes, preset=preset_name, preset_values=preset, **stage,
-                                  protocol_name=preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")),
-                       dataset=ds.title, **res, classes=classes, load_report=report)
-    write_json(out / "metrics.json", metrics)
+        protocol = "demo" if preset_name == "demo" or ds.demo else ("non-standard" if changes else preset["label"])
+        details = dict(preset=preset_name, preset_values=preset, classes=classes, **res)
+        name = preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")
+    metrics = {k: res[k] for k in ("top1", "top5") if k in res}
+    write_result(out, task, protocol=protocol, changes=changes, protocol_name=name, metrics=metrics,
+                 **result, **{k: v for k, v in details.items() if k not in metrics})
     folder.finish()
-    print(f"[{task}] {ds.title}: top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  -> {out / 'metrics.json'}")
+    print(f"[{task}] {ds.title}: top-1 {metrics['top1']:.2f}" + (f"  top-5 {metrics['top5']:.2f}" if "top5" in metrics else "")
+          + f"  -> {out / 'metrics.json'}")
     return 0

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -18,7 +19,8 @@ from pretrain.cli import guarded, number
 from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
-from ..common import check_output, finite_or_none, request_identity, run_folder, run_record, transfer_identity
+from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
+from ..result import write_result
 from ..weights import CheckpointError
 from .checkpoint import DetectionWeights, WeightsError, prepare_weights
 from .protocol import (
@@ -109,6 +111,7 @@ def main(task: str, argv: list[str]) -> int:
 def _main(task: str, argv: list[str]) -> int:
     from detectron2.engine import launch
 
+    started = time.time()
     from .datasets import require_dataset_files
 
     args = get_args_parser(task).parse_args(argv)
@@ -153,7 +156,7 @@ def _main(task: str, argv: list[str]) -> int:
         weights.write()
     info = {"task": task, "weights": args.weights, "source": weights.source, "arrays": weights.arrays, "config": str(path),
             "protocol": label, "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only,
-            "data_root": args.data_root}
+            "data_root": args.data_root, "started": started}
     launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
            args=(cfg, info))
     if args.machine_rank == 0 and not (out / "metrics.json").is_file():  # only machine 0 writes results
@@ -217,8 +220,7 @@ def worker(cfg, info: dict) -> None:
 
 def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: list[str], resumed: bool,
                   run: dict | None = None) -> None:
-    """metrics.json: the run record, `bbox` (and `segm`) summary APs, per-class APs, the load report.
-    VOC runs also carry AP / AP50 / AP75 at the top level."""
+    """metrics.json (`transfer.result`): `bbox` (and `segm`) summary APs as metrics; per-class APs, the run state."""
     task = info["task"]
     out = Path(cfg.OUTPUT_DIR)
     if report is None and (out / "load_report.json").is_file():
@@ -228,13 +230,10 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
         raise RuntimeError(f"evaluation returned no {missing} results (got {list(results)})")
     summary = {kind: {k: finite_or_none(float(v)) for k, v in r.items() if k in SUMMARY_KEYS} for kind, r in results.items()}
     per_class = {kind: {k[3:]: finite_or_none(float(v)) for k, v in r.items() if k.startswith("AP-")} for kind, r in results.items()}
-    metrics = dict(run_record(task, info["weights"], cfg.SEED, info["protocol"], info["changes"],
-                              protocol_name=cfg.HIERAUG.PROTOCOL_NAME, config=info["config"],
-                              source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
-                              eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"],
-                              run=run or {}),
-                   **(summary["bbox"] if task == "voc_det" else {}), **summary, per_class_AP=per_class, classes=classes,
-                   load_report=report)
-    write_json(out / "metrics.json", metrics)
+    write_result(out, task, weights=info["weights"], seed=cfg.SEED, protocol=info["protocol"], changes=info["changes"],
+                 protocol_name=cfg.HIERAUG.PROTOCOL_NAME, metrics=summary, load_report=report, started=info["started"],
+                 config=info["config"], source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
+                 eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"], run=run or {},
+                 per_class_AP=per_class, classes=classes)
     line = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in list(s.items())[:3] if v is not None) for kind, s in summary.items())
     print(f"[{task}] {line}  -> {out / 'metrics.json'}")

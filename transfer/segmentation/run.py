@@ -11,16 +11,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from pretrain.cli import guarded, number
 from pretrain.dist import slurm_port
-from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
-from ..common import check_output, finite_or_none, request_identity, run_folder, run_record, transfer_identity
+from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
 from ..convert import write_torchvision_pth
 from ..datacheck import require_files
+from ..result import write_result
 from ..weights import CheckpointError, extract_backbone
 from .protocol import (
     adapt_to_run,
@@ -85,6 +86,7 @@ def main(task: str, argv: list[str]) -> int:
 def _main(task: str, argv: list[str]) -> int:
     from mmengine.config import Config
 
+    started = time.time()
     args = get_args_parser(task).parse_args(argv)
     out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(args.weights).stem}_s{args.seed}").resolve()
     folder = run_folder(out, task)
@@ -167,14 +169,14 @@ def _main(task: str, argv: list[str]) -> int:
     if args.eval_only:
         what = "the finished run" if finished else f"an UNFINISHED run (iteration {run_info['iteration']} of {run_info['max_iter']})"
         print(f"[{task}] --eval-only: evaluated {what}: {evaluated['checkpoint']}")
-    rec = dict(run_record(task, args.weights, args.seed, label, changes, protocol_name=name, config=str(path),
-                          source=source, iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed,
-                          equivalent_changes=equivalent, total_batch=cfg.train_dataloader.batch_size * _world_size(args.launcher),
-                          accumulation=cfg.optim_wrapper.get("accumulative_counts", 1), run=run_info),
-               **{k: finite_or_none(float(metrics[k])) for k in ("mIoU", "mAcc", "aAcc")},
-               per_class_IoU={k[4:]: finite_or_none(float(v)) for k, v in metrics.items() if k.startswith("IoU.")}, load_report=report)
-    write_json(out / "metrics.json", rec)
+    values = {k: finite_or_none(float(metrics[k])) for k in ("mIoU", "mAcc", "aAcc")}
+    write_result(out, task, weights=args.weights, seed=args.seed, protocol=label, changes=changes, protocol_name=name,
+                 metrics=values, load_report=report, started=started, config=str(path), source=source,
+                 iterations=cfg.train_cfg.max_iters, eval_only=args.eval_only, resumed=resumed, equivalent_changes=equivalent,
+                 total_batch=cfg.train_dataloader.batch_size * _world_size(args.launcher),
+                 accumulation=cfg.optim_wrapper.get("accumulative_counts", 1), run=run_info,
+                 per_class_IoU={k[4:]: finite_or_none(float(v)) for k, v in metrics.items() if k.startswith("IoU.")})
     if not args.eval_only:
         folder.finish()
-    print(f"[{task}] mIoU {rec['mIoU']:.2f}  mAcc {rec['mAcc']:.2f}  aAcc {rec['aAcc']:.2f}  -> {out / 'metrics.json'}")
+    print(f"[{task}] mIoU {values['mIoU']:.2f}  mAcc {values['mAcc']:.2f}  aAcc {values['aAcc']:.2f}  -> {out / 'metrics.json'}")
     return 0
