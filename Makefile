@@ -3,15 +3,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DATA ?= demo_data
 DEMO_OUT ?= demo_out
+EVIDENCE_DATA ?= evidence_data
+EVIDENCE_OUT ?= evidence_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint perf gpu-check clean-demo
+.PHONY: setup demo evidence test test-fast lint perf gpu-check clean-demo
 
 setup:
 	@bash tools/setup_env.sh
 
 demo: setup
 	@bash tools/demo.sh $(DEMO_DATA) $(DEMO_OUT)
+
+# the paper's claims at CPU scale (configs/benchmarks/evidence_demo.yaml; about 30 minutes, resumable)
+evidence: setup
+	@test -f $(EVIDENCE_DATA)/world.json || $(PY) tools/make_demo_data.py $(EVIDENCE_DATA) --parts imagefolder colour
+	HA_EVIDENCE_DATA=$(EVIDENCE_DATA) HA_EVIDENCE_OUT=$(EVIDENCE_OUT) $(PY) -m benchmarks.run configs/benchmarks/evidence_demo.yaml
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
