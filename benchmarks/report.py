@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
 from transfer.tasks import TASKS, task_of
 
+from .invariance_report import section as invariance_section
 from .references import REFERENCES
 from .stats import difference
 from .suite import Suite
@@ -133,7 +135,8 @@ def ci_text(r: dict) -> str:
 
 def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
     """Per task column: <task>.png, mean ± std over seeds per row; with a baseline, <task>_diff.png, each
-    row's difference to it with its 95% confidence interval (hatched: the interval contains 0)."""
+    row's difference to it with its 95% confidence interval (hatched: the interval contains 0; grey: one
+    seed, no interval)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +157,7 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
                color=["#4c72b0" if r["checkpoint"] != suite.baseline else "#999999" for r in sel])
         ax.set_xticks(range(len(sel)), [r["checkpoint"] for r in sel], rotation=15, ha="right", fontsize=8)
         ax.set_ylabel(col)
-        ax.set_title(f"{header} (mean ± std over seeds){' ' + flags if flags else ''}", fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(f"{header} (mean ± std over seeds){' ' + flags if flags else ''}", 60)), fontsize=8)
         paths.append(_save(fig, folder / f"{name}.png"))
         diff = [r for r in sel if r.get("delta") is not None]
         if not diff:
@@ -164,13 +167,18 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
                [r["delta_high"] - r["delta"] if r["delta_high"] is not None else 0 for r in diff]]
         bars = ax.bar(range(len(diff)), [r["delta"] for r in diff], yerr=err, capsize=4, color="#4c72b0")
         for bar, r in zip(bars, diff):
-            if r["delta_contains_zero"] is not False:  # 0 in the interval, or no interval (one seed)
+            if r["delta_contains_zero"]:  # 0 in the interval
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
+            elif r["delta_low"] is None:  # one seed: no interval at all, which is not "contains 0"
+                bar.set_color("#bbbbbb")
+                ax.annotate("1 seed:\nno interval", (bar.get_x() + bar.get_width() / 2, r["delta"]), ha="center",
+                            va="bottom" if r["delta"] >= 0 else "top", fontsize=7)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(diff)), [r["checkpoint"] for r in diff], rotation=15, ha="right", fontsize=8)
         ax.set_ylabel(f"{col} − {suite.baseline}")
-        ax.set_title(f"{header}: difference to {suite.baseline} (95% CI over seeds)", fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(f"{header}: difference to {suite.baseline} (95% CI over seeds; hatched: "
+                                            "contains 0)", 60)), fontsize=8)
         paths.append(_save(fig, folder / f"{name}_diff.png"))
     return paths
 
@@ -306,6 +314,7 @@ def write_report(suite: Suite) -> Path:
         md += [""] + [f"\\* {n}" for n in sorted(notes)]
     if figures:
         md += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
+    md += invariance_section(suite, cells, out / "figures")[0]
     failed = [(k, f) for k, e in cells.items() for f in e["failed"]]
     skipped = [(k, s) for k, e in cells.items() for s in e["skipped"]]
     stale = [(k, s) for k, e in cells.items() for s in e["stale"]]

@@ -3,6 +3,7 @@ writers live in `files`."""
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,14 @@ def load_safe(path: str | Path, map_location="cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on a plain pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                         "it may be truncated or not a checkpoint. If it is a trusted checkpoint holding "
-                         "arbitrary Python objects, re-save its state_dict with torch.save.") from None
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "no message")[:200]
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first}). It may be truncated "
+                         "(re-copy it) or not a checkpoint at all. A trusted checkpoint that pickles Python objects must be "
+                         "re-saved as a plain state_dict (torch.save(ckpt['state_dict'], ...)).") from None
 
 
 def rng_state(device: torch.device | None = None) -> dict:

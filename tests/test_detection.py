@@ -195,7 +195,7 @@ def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them
     number arrives unchanged in its own column (box vs mask, AP vs AP50 vs AP75), NaN as null."""
     from benchmarks.report import COLUMNS
     from transfer.detectron2.protocol import load_preset, resolve_config
-    from transfer.detectron2.train_net import write_metrics
+    from transfer.detectron2.results import write_metrics
 
     cfg = load_preset(resolve_config("demo_voc_R_18_FPN" if task == "voc_det" else "demo_coco_R_18_FPN"))
     cfg.OUTPUT_DIR, cfg.SEED = str(tmp_path), 3
@@ -213,3 +213,45 @@ def test_metrics_file_carries_the_evaluators_numbers_where_the_report_reads_them
             "coco_instseg": {"APbb": 41.5, "APmk": 25.75}}[task]
     assert {col: read(m) for col, read in COLUMNS[task]} == want
     assert "AP" not in m  # the report reads metrics only (no top-level copies)
+
+
+@pytest.mark.parametrize("given", ["pkl", "raw"])
+def test_a_detection_run_reads_its_weights_file_once_and_loads_the_same_values(tmp_path, monkeypatch, given):
+    """`prepare_weights` reads --weights once; the checkpointer takes the record (SafeCheckpointer.use)
+    instead of reading the .pkl again, and the model gets exactly the file's values. Before: the .pkl was
+    read twice (prepare_weights and the checkpointer), the converted weights_d2.pkl once more."""
+    import numpy as np
+    import torch
+    from detectron2.modeling import build_model
+    from torchvision import models
+
+    import transfer.detectron2.heads  # noqa: F401
+    import transfer.safe_pickle as sp
+    from transfer.convert import to_detectron2, write_detectron2_pkl
+    from transfer.detectron2 import checkpoint as ck
+    from transfer.detectron2.protocol import load_preset, resolve_config
+    from transfer.weights import extract_backbone
+
+    torch.manual_seed(0)
+    raw = tmp_path / "r18.pth"
+    torch.save({k: v for k, v in models.resnet18().state_dict().items() if not k.startswith("fc.")}, raw)
+    pkl = tmp_path / "r18.pkl"
+    write_detectron2_pkl(extract_backbone(raw), pkl)
+    reads = []
+    real = sp.load_arrays
+    monkeypatch.setattr(ck, "load_arrays", lambda p: reads.append(str(p)) or real(p))
+    weights = ck.prepare_weights(str(pkl if given == "pkl" else raw), tmp_path / "run")
+    weights.write()
+    cfg = load_preset(resolve_config("demo_voc_R_18_FPN"))
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", weights.value
+    model = build_model(cfg)
+    ck.SafeCheckpointer.use(weights)
+    checkpointer = ck.SafeCheckpointer(model, str(tmp_path / "run"))
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    checkpointer.load(cfg.MODEL.WEIGHTS)  # detectron2 pops and converts in place: a second load still works
+    assert reads == ([str(pkl)] if given == "pkl" else [])
+    report = ck.backbone_report(model, checkpointer.incompatible, weights.arrays)
+    assert report["ok"] and report["verified_identical"] == report["backbone_tensors"] == 100
+    want = to_detectron2(extract_backbone(raw))["res2.0.conv1.weight"]
+    got = model.backbone.bottom_up.res2[0].conv1.weight.detach().numpy()
+    assert np.array_equal(got, want) and isinstance(weights.arrays["res2.0.conv1.weight"], np.ndarray)

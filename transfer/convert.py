@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
 from pretrain.files import save_atomic, write_bytes_atomic
 
 from .weights import DEPTHS, Extraction
 
 NORM_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-PIXEL_MEAN = [123.675, 116.280, 103.530]
-PIXEL_STD = [58.395, 57.120, 57.375]
+PIXEL_MEAN = [round(255 * m, 3) for m in IMAGENET_MEAN]  # [123.675, 116.28, 103.53]
+PIXEL_STD = [round(255 * s, 3) for s in IMAGENET_STD]  # [58.395, 57.12, 57.375]
+D2_AUTHOR = "hier-aug"  # a converted .pkl's "__author__" starts with it
 
 
 def d2_name(tv_key: str) -> str:
@@ -66,10 +68,15 @@ def write_detectron2_pkl(ex: Extraction, path: str | Path, model: dict | None = 
     """Write {"model", "__author__", "matching_heuristics": True, "depth"} (numpy values) atomically;
     `model`: `to_detectron2(ex)` when already computed."""
     model = to_detectron2(ex) if model is None else model
-    doc = {"model": model, "__author__": f"hier-aug ({ex.layout})", "matching_heuristics": True,
-           "depth": ex.depth}
+    doc = detectron2_doc(ex, model)
     write_bytes_atomic(path, lambda f: pickle.dump(doc, f))
     return model
+
+
+def detectron2_doc(ex: Extraction, model: dict[str, np.ndarray]) -> dict:
+    """The content of a converted .pkl: {"model", "__author__" (D2_AUTHOR + the source layout),
+    "matching_heuristics": True, "depth"}."""
+    return {"model": model, "__author__": f"{D2_AUTHOR} ({ex.layout})", "matching_heuristics": True, "depth": ex.depth}
 
 
 def write_torchvision_pth(ex: Extraction, path: str | Path, prefix: str = "") -> None:

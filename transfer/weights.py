@@ -13,13 +13,15 @@ Everything that is not the query/online backbone is dropped explicitly and count
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torchvision import models
+
+from pretrain.checkpoint import FORMAT as PRETRAIN_FORMAT
+from pretrain.checkpoint import load_safe
 
 BACKBONE_KEY = re.compile(
     r"^(conv1\.weight|bn1\.(weight|bias|running_mean|running_var|num_batches_tracked)|"
@@ -69,10 +71,6 @@ class Extraction:
                 f"{len(self.state_dict)} backbone tensors; dropped {sum(self.dropped.values())} tensors: {drops}")
 
 
-def _first_line(e: Exception) -> str:
-    return next((ln for ln in str(e).splitlines() if ln.strip()), "no message")[:160]
-
-
 def load_checkpoint_file(path: str | Path) -> dict:
     """torch.load with weights_only=True; clear errors for missing, empty, truncated or foreign files."""
     path = Path(path)
@@ -83,19 +81,14 @@ def load_checkpoint_file(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes): an interrupted copy or save; re-copy it")
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before failing on a plain pickle
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+        obj = load_safe(path)
+    except ValueError as e:
         if _is_detectron2_pkl(path):
             raise CheckpointError(
                 f"{path}: a detectron2 .pkl (converted weights), not a PyTorch checkpoint: detection tasks take it as "
                 "--weights directly; for the other tasks and tools give the pretraining checkpoint (or the output of "
                 "tools/extract_backbone.py)") from None
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}). "
-            "It may be truncated (re-copy it) or not a checkpoint at all. A trusted checkpoint that pickles "
-            "Python objects must be re-saved as a plain state_dict (torch.save(ckpt['state_dict'], ...)).") from None
+        raise CheckpointError(str(e)) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
     return obj
@@ -108,10 +101,9 @@ def _is_detectron2_pkl(path: Path) -> bool:
     if path.read_bytes()[:2] == b"PK":
         return False
     try:
-        from .safe_pickle import Unpickler
+        from .safe_pickle import load_arrays
 
-        with open(path, "rb") as f:
-            data = Unpickler(f, encoding="latin1").load()
+        data = load_arrays(path)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
         return False
     return isinstance(data, dict) and isinstance(data.get("model", data.get("blobs")), dict)
@@ -141,7 +133,7 @@ def detect_layout(sd: dict[str, torch.Tensor], meta: dict | None = None) -> tupl
     layout, prefix = best
     if layout == "simsiam" and any(AUTHORS_HEADS.match(k[len(prefix):]) for k in sd if k.startswith(prefix)):
         layout = "authors"
-    if meta and meta.get("format") == "hier-aug-pretrain":
+    if meta and meta.get("format") == PRETRAIN_FORMAT:
         layout = "hier-aug"
     return layout, prefix
 

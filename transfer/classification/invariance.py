@@ -19,6 +19,8 @@ Shapes: images (N, 3, S, S) normalised; features (N, C) per stage.
 """
 from __future__ import annotations
 
+import textwrap
+
 import torch
 from torch import nn
 from torchvision.datasets import ImageFolder
@@ -115,7 +117,8 @@ def invariance_map(net: nn.Module, paths: list[str], size: int, device: str = "c
 
 
 def plot(matrix: dict, path, title: str, diff: bool = False) -> None:
-    """Heatmap of a stage x augmentation matrix (values: `mean`), or of a difference matrix with `diff`."""
+    """Heatmap of a stage x augmentation matrix (values: `mean`), or of a difference matrix with `diff`; a
+    cell whose dict says `"contains_zero": False` (its interval excludes 0) is annotated with a `*`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,16 +126,17 @@ def plot(matrix: dict, path, title: str, diff: bool = False) -> None:
 
     rows, cols = list(matrix), list(next(iter(matrix.values())))
     values = torch.tensor([[matrix[r][c]["mean"] for c in cols] for r in rows])
-    fig, ax = plt.subplots(figsize=(1 + 0.8 * len(cols), 1 + 0.6 * len(rows)))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.8 * len(cols), 1.4 + 0.6 * len(rows)))
     lim = float(values.abs().max()) or 1.0
     im = ax.imshow(values, cmap="RdBu_r" if diff else "viridis", vmin=-lim if diff else 0, vmax=lim if diff else 1)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if not diff else "k")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            mark = "*" if matrix[r][c].get("contains_zero") is False else ""
+            ax.text(j, i, f"{values[i, j]:.2f}{mark}", ha="center", va="center", fontsize=7, color="w" if not diff else "k")
     fig.colorbar(im, ax=ax, fraction=0.03)
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,14 +1,15 @@
-"""Loading and saving detection weights safely, and proving that the backbone loaded.
+"""Loading and saving detection weights safely, reading the weights file once, and proving that the backbone loaded.
 
-* `.pkl` weights are read with an unpickler that only rebuilds numpy arrays and plain containers
-  (detectron2 itself unpickles anything); `.pth` checkpoints go through `torch.load(weights_only=True)`.
+* `.pkl` weights are read with the arrays-only unpickler (`transfer.safe_pickle.ARRAYS`; detectron2 itself
+  unpickles anything); `.pth` checkpoints go through `torch.load(weights_only=True)`.
+* `prepare_weights` reads `--weights` once and returns a `DetectionWeights` record that the run passes
+  down; the checkpointer takes the record's content instead of reading the file again.
 * Checkpoints are written atomically (temporary file + rename), so a killed run never leaves a
   half-written `model_XXXX.pth` behind `last_checkpoint`.
 * `backbone_report` lists every ResNet tensor of the built model and whether the file filled it.
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import re
@@ -21,23 +22,14 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from pretrain.files import save_atomic
 
+from ..convert import D2_AUTHOR
+from ..safe_pickle import load_arrays
+
 BACKBONE_TENSOR = re.compile(r"(^|\.)(stem\.conv1|res[2-5]\.\d+\.(conv[1-3]|shortcut))(\.norm)?\.(weight|bias|running_mean|running_var)$")
-SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-}
 
 
 class WeightsError(ValueError):
     """Weights that do not (fully) load into the backbone; the message names the keys."""
-
-
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: a weights .pkl holds only numpy arrays")
 
 
 def load_pkl(path: str) -> dict:
@@ -46,8 +38,7 @@ def load_pkl(path: str) -> dict:
     if not p.is_file():
         raise WeightsError(f"{path}: {'is a folder, not a weights file' if p.is_dir() else 'no such file'}")
     try:
-        with open(p, "rb") as f:
-            data = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
+        data = load_arrays(p)
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
         raise WeightsError(f"{path}: not a readable detectron2 .pkl ({type(e).__name__}: {str(e)[:160] or 'empty or truncated'}); "
                            "re-copy it, or convert a pretraining checkpoint with tools/convert_to_d2.py") from None
@@ -56,17 +47,28 @@ def load_pkl(path: str) -> dict:
     return data
 
 
+def as_checkpoint(data: dict) -> dict:
+    """A loaded `.pkl` as detectron2's checkpointer takes it: ours and MoCo's as they are (they carry
+    `__author__` and `matching_heuristics`); caffe2 blobs without their momentum buffers, with heuristics."""
+    if "model" in data and "__author__" in data:
+        return data
+    blobs = {k: v for k, v in data.get("blobs", data).items() if not k.endswith("_momentum")}
+    return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+
+
 @dataclass
 class DetectionWeights:
     """The weights of a detection run, read once: MODEL.WEIGHTS (`value`; "" random init, None the preset's
-    own), where they came from, their input format (torchvision / caffe2 / None unknown), depth, and
-    this project's converted arrays (the load report then compares every value) or None."""
+    own), where they came from, their input format (torchvision / caffe2 / None unknown), depth, this
+    project's converted arrays (the load report then compares every value) or None, and the content the
+    checkpointer loads (`checkpoint`; None: detectron2 reads `value` itself, e.g. a detectron2:// URL)."""
 
     value: str | None
     source: dict
     format: str | None = None
     depth: int | None = None
     arrays: dict | None = None
+    checkpoint: dict | None = None
     _converted: object = None  # a pretraining checkpoint's extraction, written to `value` by `write`
 
     def write(self) -> None:
@@ -77,11 +79,19 @@ class DetectionWeights:
             write_detectron2_pkl(self._converted, self.value, self.arrays)
             print(f"[convert] {self.source['source']}: {self._converted.summary()} -> {self.value}")
 
+    def check_depth(self, cfg) -> None:
+        """The weights' ResNet depth is the one the config builds; else WeightsError with the overrides to pass."""
+        if self.depth and self.depth != cfg.MODEL.RESNETS.DEPTH:
+            extra = " MODEL.RESNETS.RES2_OUT_CHANNELS 64" if self.depth in (18, 34) else ""
+            raise WeightsError(f"{self.source['source']} is a ResNet-{self.depth} but the config builds ResNet-"
+                               f"{cfg.MODEL.RESNETS.DEPTH}: pass MODEL.RESNETS.DEPTH {self.depth}{extra} (C4 heads need "
+                               "depth >= 50) or other weights")
+
 
 def prepare_weights(weights: str, out: Path) -> DetectionWeights:
     """`--weights` as detectron2 takes it: a `.pkl` is read (arrays only), a raw checkpoint or torchvision
     state_dict is converted in memory (written to out/weights_d2.pkl by `write`), `random`/`config` are symbolic."""
-    from ..convert import to_detectron2
+    from ..convert import detectron2_doc, to_detectron2
     from ..weights import extract_backbone
 
     if weights in ("", "random"):
@@ -93,31 +103,39 @@ def prepare_weights(weights: str, out: Path) -> DetectionWeights:
         return DetectionWeights(weights, {"source": weights, "layout": "detectron2 .pkl"}, fmt)
     if weights.endswith(".pkl"):
         data = load_pkl(weights)
-        ours = str(data.get("__author__", "")).startswith("hier-aug")
+        author = str(data.get("__author__", ""))
+        ours = author.startswith(D2_AUTHOR)
         names = data.get("model", data.get("blobs", data))
-        fmt = ("torchvision" if ours or str(data.get("__author__", "")).startswith("MOCO") else
+        fmt = ("torchvision" if ours or author.startswith("MOCO") else
                "caffe2" if isinstance(names, dict) and any(str(k).endswith("_branch2a_w") for k in names) else None)
         return DetectionWeights(weights, {"source": weights, "layout": "detectron2 .pkl"}, fmt, data.get("depth"),
-                                data["model"] if ours else None)
+                                data["model"] if ours else None, as_checkpoint(data))
     ex = extract_backbone(weights)
     target = out / "weights_d2.pkl"
+    arrays = to_detectron2(ex)
     return DetectionWeights(str(target), {"source": weights, "layout": ex.layout, "depth": ex.depth, "dropped": dict(ex.dropped),
-                                          "converted": str(target)}, "torchvision", ex.depth, to_detectron2(ex), ex)
+                                          "converted": str(target)}, "torchvision", ex.depth, arrays, detectron2_doc(ex, arrays), ex)
 
 
 class SafeCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with array-only `.pkl` reading, weights-only `.pth` loading, atomic
-    saving, and the incompatible keys of the last load kept in `self.incompatible`."""
+    saving, and the incompatible keys of the last load kept in `self.incompatible`. `preloaded`
+    ({path: checkpoint content}, set by `use`) is taken instead of reading that file again."""
 
     incompatible = None
+    preloaded: dict[str, dict] = {}
+
+    @classmethod
+    def use(cls, weights: DetectionWeights) -> None:
+        """Load `weights.value` from the record's content in this process (no second read of the file)."""
+        cls.preloaded = {weights.value: weights.checkpoint} if weights.checkpoint is not None else {}
 
     def _load_file(self, filename):
+        if filename in self.preloaded:  # detectron2 pops and converts `model` in place: hand it copies
+            content = self.preloaded[filename]
+            return {**content, "model": dict(content["model"])}
         if filename.endswith(".pkl"):
-            data = load_pkl(filename)
-            if "model" in data and "__author__" in data:
-                return data
-            blobs = {k: v for k, v in data.get("blobs", data).items() if not k.endswith("_momentum")}
-            return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+            return as_checkpoint(load_pkl(filename))
         return super()._load_file(filename)
 
     def _torch_load(self, f):

@@ -201,3 +201,31 @@ def protocol_label(cfg: CN, changes: list[str]) -> str:
     if cfg.HIERAUG.PROTOCOL == "demo":
         return "demo"
     return "non-standard" if changes else cfg.HIERAUG.PROTOCOL
+
+
+def build_cfg(task: str, args, out: Path, weights: str | None, preset: CN) -> tuple[CN, list[str], list[str]]:
+    """(resolved cfg, protocol changes, equivalent changes): preset + overrides (`args.opts`) + hardware
+    adaptation (`adapt_to_run`); explicit overrides other than the batch win over the scaling rule."""
+    cfg = preset.clone()
+    merge_overrides(cfg, args.opts)
+    if weights is not None:
+        cfg.MODEL.WEIGHTS = weights
+    cfg.OUTPUT_DIR = str(out)
+    cfg.SEED = args.seed
+    cfg.MODEL.DEVICE = args.device
+    if task in ("coco_det", "voc_det"):
+        cfg.MODEL.MASK_ON = cfg.MODEL.MASK_ON and task != "voc_det"
+    changes, equivalent = adapt_to_run(cfg, preset, args.num_gpus * args.num_machines, args.batch_size)
+    explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
+    cfg.merge_from_list(explicit)
+    check_numbers(cfg)
+    return cfg, changes, equivalent
+
+
+def run_identity(task: str, args, preset: CN) -> dict:
+    """What decides this run's result (`common.transfer_identity`): weights, seed, data root, the preset with
+    the overrides, the total batch, the input-format override."""
+    from ..common import transfer_identity
+
+    return transfer_identity(task, args.weights, args.seed, args.data_root, config=identity_config(preset, args.opts),
+                             batch_size=args.batch_size, allow_input_mismatch=args.allow_input_mismatch)

@@ -7,7 +7,6 @@ the run folder, and an explicit protocol label ("standard", "non-standard" + cha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,26 +18,20 @@ from pretrain.cli import guarded, number
 from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
-from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
-from ..result import write_result
+from ..common import check_output, request_identity, run_folder
 from ..weights import CheckpointError
-from .checkpoint import DetectionWeights, WeightsError, prepare_weights
+from .checkpoint import WeightsError, prepare_weights
 from .protocol import (
     DEFAULT_CONFIG,
-    adapt_to_run,
+    build_cfg,
     check_input_format,
-    check_numbers,
     check_task,
-    identity_config,
     load_preset,
-    merge_overrides,
     protocol_changes,
     protocol_label,
     resolve_config,
+    run_identity,
 )
-
-SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-NEEDED = {"voc_det": ("bbox",), "coco_det": ("bbox",), "coco_instseg": ("bbox", "segm")}
 
 
 def get_args_parser(task: str) -> argparse.ArgumentParser:
@@ -70,40 +63,6 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
-def _check_depth(cfg, weights: DetectionWeights) -> None:
-    if weights.depth and weights.depth != cfg.MODEL.RESNETS.DEPTH:
-        extra = " MODEL.RESNETS.RES2_OUT_CHANNELS 64" if weights.depth in (18, 34) else ""
-        raise WeightsError(f"{weights.source['source']} is a ResNet-{weights.depth} but the config builds ResNet-"
-                           f"{cfg.MODEL.RESNETS.DEPTH}: pass MODEL.RESNETS.DEPTH {weights.depth}{extra} (C4 heads need depth "
-                           ">= 50) or other weights")
-
-
-def build_cfg(task: str, args, out: Path, weights: str | None, preset) -> tuple:
-    """(resolved cfg, protocol changes, equivalent changes): preset + overrides + hardware adaptation;
-    explicit overrides other than the batch win over the scaling rule."""
-    cfg = preset.clone()
-    merge_overrides(cfg, args.opts)
-    if weights is not None:
-        cfg.MODEL.WEIGHTS = weights
-    cfg.OUTPUT_DIR = str(out)
-    cfg.SEED = args.seed
-    cfg.MODEL.DEVICE = args.device
-    if task in ("coco_det", "voc_det"):
-        cfg.MODEL.MASK_ON = cfg.MODEL.MASK_ON and task != "voc_det"
-    changes, equivalent = adapt_to_run(cfg, preset, args.num_gpus * args.num_machines, args.batch_size)
-    explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
-    cfg.merge_from_list(explicit)
-    check_numbers(cfg)
-    return cfg, changes, equivalent
-
-
-def identity(task: str, args, preset) -> dict:
-    """What decides this run's result (`common.transfer_identity`): weights, seed, data root, the preset with
-    the overrides, the total batch, the input-format override."""
-    return transfer_identity(task, args.weights, args.seed, args.data_root, config=identity_config(preset, args.opts),
-                             batch_size=args.batch_size, allow_input_mismatch=args.allow_input_mismatch)
-
-
 def main(task: str, argv: list[str]) -> int:
     return guarded(lambda: _main(task, argv), CheckpointError, WeightsError, resume_hint="rerun the same command to resume")
 
@@ -125,10 +84,10 @@ def _main(task: str, argv: list[str]) -> int:
         path = resolve_config(args.config)
         preset = load_preset(path)
         check_task(task, preset, path.stem)
-        ident = identity(task, args, preset)
+        ident = run_identity(task, args, preset)
         weights = prepare_weights(args.weights, out)
         cfg, changes, equivalent = build_cfg(task, args, out, weights.value, preset)
-        _check_depth(cfg, weights)
+        weights.check_depth(cfg)
         changes += check_input_format(cfg, weights.format, path.stem, args.allow_input_mismatch)
         overwrite = args.overwrite or args.no_resume
         state = "new" if overwrite else folder.check(ident)
@@ -154,7 +113,7 @@ def _main(task: str, argv: list[str]) -> int:
         folder.open(ident, {"processes": args.num_gpus * args.num_machines, "device": args.device, "git": git_commit()},
                     request=request_identity(task, argv), overwrite=overwrite, event="eval-only" if args.eval_only else None)
         weights.write()
-    info = {"task": task, "weights": args.weights, "source": weights.source, "arrays": weights.arrays, "config": str(path),
+    info = {"task": task, "weights": args.weights, "source": weights.source, "prepared": weights, "config": str(path),
             "protocol": label, "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only,
             "data_root": args.data_root, "started": started}
     launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
@@ -171,10 +130,12 @@ def worker(cfg, info: dict) -> None:
     from detectron2.utils import comm
 
     from . import heads  # noqa: F401  registers Res5ROIHeadsExtraNorm
-    from .checkpoint import backbone_report, check_report
+    from .checkpoint import SafeCheckpointer, backbone_report, check_report
     from .datasets import register_root
+    from .results import write_metrics
     from .trainer import Trainer
 
+    SafeCheckpointer.use(info["prepared"])  # MODEL.WEIGHTS from the record read in _main, not from the file again
     classes = register_root(info["data_root"], list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST), cfg.HIERAUG.CLASSES_FROM_DATA)
     if cfg.HIERAUG.CLASSES_FROM_DATA and cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(classes):
         cfg.defrost()
@@ -202,7 +163,7 @@ def worker(cfg, info: dict) -> None:
         resumed = trainer.start_iter > 0
         report = None
         if not resumed and cfg.MODEL.WEIGHTS:
-            report = backbone_report(trainer.model, trainer.checkpointer.incompatible, info["arrays"])
+            report = backbone_report(trainer.model, trainer.checkpointer.incompatible, info["prepared"].arrays)
             if comm.is_main_process():
                 write_json(out / "load_report.json", report)
             check_report(report, info["weights"])
@@ -216,24 +177,3 @@ def worker(cfg, info: dict) -> None:
         write_metrics(cfg, info, results, report, classes, resumed, run)
         if not info["eval_only"]:
             folder.finish()
-
-
-def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: list[str], resumed: bool,
-                  run: dict | None = None) -> None:
-    """metrics.json (`transfer.result`): `bbox` (and `segm`) summary APs as metrics; per-class APs, the run state."""
-    task = info["task"]
-    out = Path(cfg.OUTPUT_DIR)
-    if report is None and (out / "load_report.json").is_file():
-        report = json.loads((out / "load_report.json").read_text())
-    missing = [k for k in NEEDED[task] if k not in results]
-    if missing:
-        raise RuntimeError(f"evaluation returned no {missing} results (got {list(results)})")
-    summary = {kind: {k: finite_or_none(float(v)) for k, v in r.items() if k in SUMMARY_KEYS} for kind, r in results.items()}
-    per_class = {kind: {k[3:]: finite_or_none(float(v)) for k, v in r.items() if k.startswith("AP-")} for kind, r in results.items()}
-    write_result(out, task, weights=info["weights"], seed=cfg.SEED, protocol=info["protocol"], changes=info["changes"],
-                 protocol_name=cfg.HIERAUG.PROTOCOL_NAME, metrics=summary, load_report=report, started=info["started"],
-                 config=info["config"], source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
-                 eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"], run=run or {},
-                 per_class_AP=per_class, classes=classes)
-    line = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in list(s.items())[:3] if v is not None) for kind, s in summary.items())
-    print(f"[{task}] {line}  -> {out / 'metrics.json'}")
