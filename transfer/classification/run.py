@@ -15,6 +15,7 @@ from pretrain.files import write_json
 from pretrain.run_folder import git_commit
 
 from ..common import check_output, request_identity, run_folder, transfer_identity
+from ..protocol import label
 from ..result import write_result
 from ..weights import CheckpointError
 from .colour_probe import colour_probe
@@ -116,7 +117,7 @@ def _main(task: str, argv: list[str]) -> int:
     if task == "colour_probe":
         res = colour_probe(model, train_dir, val_dir, args.size, args.seed, args.pairs, args.epochs, args.batch_size, args.workers,
                            args.device)
-        protocol = "demo" if ds.demo else ("non-standard" if changes else "paper")
+        protocol = label("demo" if ds.demo else "paper", changes)
         details = dict(pairs=args.pairs, **res)
         name = f"colour-information probe (paper Sec. 5.2), layer{args.stage}"
     elif task == "knn":
@@ -127,7 +128,7 @@ def _main(task: str, argv: list[str]) -> int:
         for k in args.k:
             s = knn_predict(tf, ty, vf, len(classes), k, args.temperature)
             by_k[f"k{k}"] = dict(topk_accuracy(s, vy), per_class=per_class_accuracy(s, vy, len(classes)))
-        protocol = "demo" if ds.demo else ("non-standard" if changes else "standard")
+        protocol = label("demo" if ds.demo else "standard", changes)
         res = by_k[f"k{args.k[0]}"]
         details = dict(k=args.k, temperature=args.temperature, by_k=by_k, classes=classes)
         name = f"cosine kNN (k={'/'.join(map(str, args.k))}, T={args.temperature})"
@@ -149,7 +150,7 @@ def _main(task: str, argv: list[str]) -> int:
         else:
             classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
             res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
-        protocol = "demo" if preset_name == "demo" or ds.demo else ("non-standard" if changes else preset["label"])
+        protocol = label("demo" if preset_name == "demo" or ds.demo else preset["label"], changes)
         details = dict(preset=preset_name, preset_values=preset, classes=classes, **res)
         name = preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")
     metrics = {k: res[k] for k in ("top1", "top5") if k in res}

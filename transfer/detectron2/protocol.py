@@ -8,6 +8,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from ..convert import PIXEL_STD  # torchvision's ImageNet std x 255
+from ..protocol import changed_keys, flatten, input_mismatch, label, resolve_preset
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "detectron2"
 DEFAULT_CONFIG = {"voc_det": "pascal_voc_R_50_C4_24k_moco", "coco_det": "coco_R_50_C4_1x_moco",
@@ -21,14 +22,7 @@ NOT_PROTOCOL = ("OUTPUT_DIR", "SEED", "MODEL.WEIGHTS", "MODEL.DEVICE", "DATALOAD
 
 def resolve_config(name: str) -> Path:
     """A shipped preset by name (`pascal_voc_R_50_C4_24k_moco`) or a path to a YAML file."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    path = CONFIG_DIR / f"{name.removesuffix('.yaml')}.yaml"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("Base"))
-        raise FileNotFoundError(f"no detectron2 config {name!r}; shipped presets: {', '.join(shipped)}")
-    return path
+    return resolve_preset(name, CONFIG_DIR, (".yaml", ".yml"), "detectron2")
 
 
 def base_cfg() -> CN:
@@ -87,7 +81,7 @@ SOLVER_MIN = {"SOLVER.MAX_ITER": 1, "SOLVER.IMS_PER_BATCH": 1, "SOLVER.CHECKPOIN
 
 def check_numbers(cfg: CN) -> None:
     """Schedule values in range: iterations, batch, periods >= their minimum, lr > 0, steps >= 0."""
-    flat = _flat(cfg)
+    flat = flatten(cfg)
     for key, lo in SOLVER_MIN.items():
         if not isinstance(flat[key], int) or flat[key] < lo:
             raise ValueError(f"{key}={flat[key]!r} is out of range: must be an integer >= {lo}")
@@ -103,17 +97,7 @@ def identity_config(preset: CN, opts: list[str]) -> dict:
     which only depends on the process count): {KEY: value}."""
     cfg = preset.clone()
     merge_overrides(cfg, opts)
-    return {k: v for k, v in _flat(cfg).items() if not k.startswith(NOT_PROTOCOL)}
-
-
-def _flat(node: CN, prefix: str = "") -> dict:
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, CN):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return {k: v for k, v in flatten(cfg).items() if not k.startswith(NOT_PROTOCOL)}
 
 
 def adapt_to_run(cfg: CN, preset: CN, world_size: int, batch_size: int | None) -> tuple[list[str], list[str]]:
@@ -158,10 +142,7 @@ def adapt_to_run(cfg: CN, preset: CN, world_size: int, batch_size: int | None) -
 def protocol_changes(preset: CN, cfg: CN, skip: list[str] = ()) -> list[str]:
     """Every protocol key whose value differs from the preset, as 'KEY: old -> new' (keys named at the
     start of the entries in `skip` are left out: changes adapt_to_run already listed)."""
-    a, b = _flat(preset), _flat(cfg)
-    done = tuple(e.split(":")[0] for e in skip)
-    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not k.startswith(NOT_PROTOCOL) and k not in done]
+    return changed_keys(flatten(preset), flatten(cfg), lambda k: not k.startswith(NOT_PROTOCOL), skip)
 
 
 FORMATS = {"torchvision": "RGB input, ImageNet mean/std x 255, stride in the 3x3 conv (STRIDE_IN_1X1 False)",
@@ -190,17 +171,13 @@ def check_input_format(cfg: CN, weights_format: str | None, config_name: str, fo
             else f"use a preset made for them ({FORMATS[weights_format]})")
     msg = (f"the weights are {weights_format}-style ({FORMATS[weights_format]}) but {config_name} is set up for "
            f"{FORMATS.get(have, 'another input format')}; {hint}")
-    if not force:
-        raise ValueError(f"{msg}. --allow-input-mismatch forces the run, labelled non-standard")
-    return [f"input format mismatch (forced): {msg}"]
+    return input_mismatch(msg, force)
 
 
 def protocol_label(cfg: CN, changes: list[str]) -> str:
     """"demo" for demo presets; else "non-standard" when anything changed; else the preset's own label
     ("standard" for the community's protocol, "paper" for the paper's variant)."""
-    if cfg.HIERAUG.PROTOCOL == "demo":
-        return "demo"
-    return "non-standard" if changes else cfg.HIERAUG.PROTOCOL
+    return label(cfg.HIERAUG.PROTOCOL, changes)
 
 
 def build_cfg(task: str, args, out: Path, weights: str | None, preset: CN) -> tuple[CN, list[str], list[str]]:

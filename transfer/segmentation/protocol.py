@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..convert import PIXEL_MEAN, PIXEL_STD  # torchvision's ImageNet mean/std x 255
+from ..protocol import changed_keys, flatten, input_mismatch, resolve_preset
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "mmseg"
 # where and how a run executes, not what it computes
@@ -15,14 +16,7 @@ NOT_PROTOCOL_LEAVES = ("data_root", "num_workers", "persistent_workers")
 
 def resolve_config(name: str) -> Path:
     """A shipped preset by name or a path to an mmengine .py config."""
-    path = Path(name)
-    if path.suffix == ".py" and path.is_file():
-        return path
-    path = CONFIG_DIR / f"{name.removesuffix('.py')}.py"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
-        raise FileNotFoundError(f"no mmseg config {name!r}; shipped presets: {', '.join(shipped)}")
-    return path
+    return resolve_preset(name, CONFIG_DIR, (".py",), "mmseg")
 
 
 def datasets_of(cfg):
@@ -92,7 +86,7 @@ def check_numbers(cfg) -> None:
 
 def identity_config(cfg) -> dict:
     """The result-deciding keys of a config (preset + overrides, before the per-process adaptation): {key: value}."""
-    return {k: v for k, v in _flat(cfg.to_dict()).items() if _is_protocol(k)}
+    return {k: v for k, v in flatten(cfg.to_dict()).items() if _is_protocol(k)}
 
 
 def _norms(cfg):
@@ -164,32 +158,13 @@ def check_input_format(cfg, force: bool = False) -> list[str]:
     msg = (f"the weights are torchvision-style (RGB, mean {list(PIXEL_MEAN)}, std {list(PIXEL_STD)}) but the "
            f"config's data_preprocessor has bgr_to_rgb={dp.get('bgr_to_rgb')}, mean={dp.get('mean')}, std={dp.get('std')}; "
            "use a shipped preset (configs/transfer/mmseg) or set those three keys")
-    if not force:
-        raise ValueError(f"{msg}. --allow-input-mismatch forces the run, labelled non-standard")
-    return [f"input format mismatch (forced): {msg}"]
-
-
-def _flat(obj, prefix=""):
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    if isinstance(obj, (list, tuple)) and any(isinstance(v, dict) for v in obj):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_flat(v, f"{prefix}{i}."))
-        return out
-    return {prefix[:-1]: obj}
+    return input_mismatch(msg, force)
 
 
 def protocol_changes(preset, cfg, skip: list[str] = ()) -> list[str]:
-    """Every protocol key whose value differs from the preset, as 'key: old -> new' (keys named at the
-    start of the entries in `skip` are left out: changes adapt_to_run already listed)."""
-    a, b = _flat(preset.to_dict()), _flat(cfg.to_dict())
-    done = tuple(e.split(":")[0] for e in skip)
-    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
-            if _is_protocol(k) and k not in done and a.get(k) != b.get(k)]
+    """Every protocol key whose value differs from the preset, as 'key: old -> new' (`skip`: changes
+    adapt_to_run already listed)."""
+    return changed_keys(flatten(preset.to_dict()), flatten(cfg.to_dict()), _is_protocol, skip)
 
 
 def _is_protocol(key: str) -> bool:

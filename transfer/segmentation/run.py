@@ -21,6 +21,7 @@ from pretrain.run_folder import git_commit
 from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
 from ..convert import write_torchvision_pth
 from ..datacheck import require_files
+from ..protocol import label as protocol_label
 from ..result import write_result
 from ..weights import CheckpointError, extract_backbone
 from .protocol import (
@@ -137,7 +138,7 @@ def _main(task: str, argv: list[str]) -> int:
         return 1
     changes = notes + protocol_changes(preset, cfg, skip=notes + equivalent)
     kind = cfg.get("protocol", {}).get("kind", "standard")
-    label = "demo" if kind == "demo" else ("non-standard" if changes else "standard")
+    label = protocol_label(kind, changes)
     name = cfg.get("protocol", {}).get("name", path.stem)
     print(f"[{task}] {name} ({path.name}); protocol: {label}" + "".join(f"\n    change {c}" for c in changes)
           + "".join(f"\n    equivalent {c}" for c in equivalent))
