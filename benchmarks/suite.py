@@ -143,7 +143,7 @@ class Suite:
         schedule and run.json the config this suite asks for now), "stale" (finished with another config),
         "failed" (failed.json), or "todo" (not started, or stopped part-way: rerunning resumes from last.pth)."""
         from pretrain.config import load_config
-        from pretrain.engine import run_identity
+        from pretrain.outputs import run_identity
 
         folder = self.pretrain_dir(ckpt, seed)
         summary = folder / "pretrain_summary.json"

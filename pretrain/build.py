@@ -1,10 +1,13 @@
-"""Config -> method module and multi-view transform."""
+"""Config -> method module, multi-view transform and dataset."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .augment import IMAGENET_MEAN, IMAGENET_STD, AugPipeline
+from .data import read_class_list
 from .methods import METHODS, HierSiamese
 from .photometric import DeviceAugment
-from .views import MultiViewTransform, PairSpec
+from .views import MultiViewDataset, MultiViewTransform, PairSpec
 
 _PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p",
               "rotate_p", "interpolation")
@@ -86,3 +89,16 @@ def build_model(cfg: dict, device_type: str = "cpu") -> HierSiamese:
     elif cls.name == "barlowtwins":
         kwargs.update(lambd=m["lambd"], scale=m["loss_scale"])
     return cls(**kwargs)
+
+
+def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
+    root = Path(cfg["data"]["train"])
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.train={root} is not a folder; point it at an ImageFolder root "
+                                "(one sub-folder per class), e.g. data.train=/datasets/imagenet/train")
+    try:
+        return MultiViewDataset(str(root), build_transform(cfg, device_type), cfg["train"]["seed"],
+                                read_class_list(cfg["data"]["class_list"]))
+    except FileNotFoundError as e:  # ImageFolder: a class folder without images, or no class folders
+        raise FileNotFoundError(f"data.train={root}: {e} Every class folder needs at least one image; remove the empty "
+                                "folders or point data.train at the ImageFolder root.") from None

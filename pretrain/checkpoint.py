@@ -1,7 +1,8 @@
-"""Checkpoint loads without arbitrary unpickling (`weights_only=True`) and RNG states; the atomic
-writers live in `files`."""
+"""Checkpoints: loads without arbitrary unpickling (`weights_only=True`), RNG states, and a pretraining run's
+state (what `engine.Pretrainer` saves and resumes from); the atomic writers live in `files`."""
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 FORMAT = "hier-aug-pretrain"
+log = logging.getLogger("pretrain")
 
 
 def load_safe(path: str | Path, map_location="cpu"):
@@ -54,3 +56,48 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     v, internal, gauss = state["python"]
     random.setstate((v, tuple(internal), gauss))
+
+
+def load_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Restore loss-scaling state where it exists and applies: an fp16 run's scale into an fp16 run; nothing
+    from a bf16/fp32 run (empty state) or into one (the scaler is disabled)."""
+    if state and scaler.is_enabled():
+        scaler.load_state_dict(state)
+
+
+def training_state(trainer) -> dict:
+    """Everything a resume restores from a `engine.Pretrainer`: model (online, target, queues), optimizer,
+    AMP scaler, step, RNG states, the unreadable images met so far; with the format, method, arch and config."""
+    return {
+        "format": FORMAT, "method": trainer.model.name, "arch": trainer.cfg["method"]["arch"], "config": trainer.cfg,
+        "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "scaler": trainer.scaler.state_dict(),
+        "global_step": trainer.global_step, "epoch": trainer.global_step // trainer.steps_per_epoch,
+        "steps_per_epoch": trainer.steps_per_epoch, "world_size": trainer.info.world_size, "rng": rng_state(trainer.device),
+        "bad_images": trainer.bad_images,
+    }
+
+
+def resume_training(trainer) -> bool:
+    """Restore `trainer` from its folder's last.pth (False when there is none); RunConflict when the file is
+    another method's or was written with another number of steps per epoch."""
+    from .run_folder import RunConflict
+
+    path = trainer.out / "last.pth"
+    if not path.exists():
+        return False
+    ck = load_safe(path)
+    if ck.get("format") != FORMAT or ck.get("method") != trainer.model.name:
+        raise RunConflict(f"{path} is a {ck.get('method')!r} checkpoint of format {ck.get('format')!r}, not a "
+                          f"{trainer.model.name!r} run; use another train.output or remove the file")
+    if ck["steps_per_epoch"] != trainer.steps_per_epoch:
+        raise RunConflict(f"{path} was written with {ck['steps_per_epoch']} steps per epoch, this run has "
+                          f"{trainer.steps_per_epoch} (dataset, batch size or process count changed); use a new train.output")
+    trainer.model.load_state_dict(ck["model"])
+    trainer.optimizer.load_state_dict(ck["optimizer"])
+    load_scaler(trainer.scaler, ck["scaler"])
+    trainer.global_step = ck["global_step"]
+    trainer.bad_images = dict(ck.get("bad_images", {}))
+    if ck["world_size"] == trainer.info.world_size:
+        set_rng_state(ck["rng"], trainer.device)
+    log.info("resumed from %s at step %d (epoch %d)", path, trainer.global_step, ck["epoch"])
+    return True

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 import yaml
@@ -22,89 +20,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .build import build_device_augment, build_model, build_transform
-from .checkpoint import FORMAT, load_safe, rng_state, set_rng_state
-from .data import ResumableSampler, collate_views, read_class_list
+from .build import build_dataset, build_device_augment, build_model
+from .checkpoint import resume_training, training_state
+from .data import ResumableSampler
 from .dist import DistInfo, convert_sync_batchnorm
 from .files import replace_atomically, save_atomic, write_json
+from .loader import build_loader, shm_guarded, shm_need
 from .optim import build_optimizer, ema_momentum, lr_at, scaled_lr, schedule_step, set_lr
-from .run_folder import RunConflict, RunFolder, git_commit, package_version
+from .outputs import output_dir, run_folder
 from .runtime import resolve_runtime
 from .step_log import StepLog
 from .viewbn import make_per_view
-from .views import MultiViewDataset
 
 log = logging.getLogger("pretrain")
 
 
 class NonFiniteLossError(FloatingPointError):
     pass
-
-
-def load_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
-    """Restore loss-scaling state where it exists and applies: an fp16 run's scale into an fp16 run; nothing
-    from a bf16/fp32 run (empty state) or into one (the scaler is disabled)."""
-    if state and scaler.is_enabled():
-        scaler.load_state_dict(state)
-
-
-def build_dataset(cfg: dict, device_type: str = "cpu") -> MultiViewDataset:
-    root = Path(cfg["data"]["train"])
-    if not root.is_dir():
-        raise FileNotFoundError(f"data.train={root} is not a folder; point it at an ImageFolder root "
-                                "(one sub-folder per class), e.g. data.train=/datasets/imagenet/train")
-    try:
-        return MultiViewDataset(str(root), build_transform(cfg, device_type), cfg["train"]["seed"],
-                                read_class_list(cfg["data"]["class_list"]))
-    except FileNotFoundError as e:  # ImageFolder: a class folder without images, or no class folders
-        raise FileNotFoundError(f"data.train={root}: {e} Every class folder needs at least one image; remove the empty "
-                                "folders or point data.train at the ImageFolder root.") from None
-
-
-def output_dir(cfg: dict) -> Path:
-    return Path(cfg["train"]["output"] or f"work_dirs/{cfg['name']}")
-
-
-def run_folder(cfg: dict) -> RunFolder:
-    return RunFolder(output_dir(cfg), "pretrain", elsewhere="train.output=DIR", overwrite="--overwrite")
-
-
-def run_identity(cfg: dict) -> tuple[dict, dict]:
-    """(identity, settings) of a pretraining run: the config's result-deciding keys (`config.identity`) and
-    this package's version; the settings with the git commit."""
-    from .config import identity
-
-    ident, settings = identity(cfg)
-    ident["package"] = package_version()
-    settings["git"] = git_commit()
-    return ident, settings
-
-
-def open_run(cfg: dict, info: DistInfo = DistInfo(), overwrite: bool = False) -> str:
-    """Claim the run folder (`run_folder.RunFolder.open`): "new", "resume" or "finished"."""
-    ident, settings = run_identity(cfg)
-    return run_folder(cfg).open(ident, dict(settings, world_size=info.world_size), request=ident, overwrite=overwrite,
-                                is_main=info.is_main, log=log.info)
-
-
-SHM_HELP = ("The DataLoader workers hand batches to the trainer through shared memory (/dev/shm), and "
-            "/dev/shm is too small for data.workers x 2 prefetched batches ({need:.0f} MB needed, {free:.0f} MB free). "
-            "Give the container more (docker run --shm-size=16g; Kubernetes: an emptyDir with medium: Memory at "
-            "/dev/shm), lower data.workers or optim.batch_size, or use augment.device=train (uint8 views, 4x smaller).")
-
-
-def shm_need(batch: int, sizes: list[int], uint8: bool, workers: int, prefetch: int = 2) -> int:
-    """Bytes of shared memory the loader's prefetched batches take: workers x prefetch batches of views
-    (3 x S x S each, 1 byte uint8 or 4 bytes float32) per image."""
-    per_image = sum(3 * s * s for s in sizes) * (1 if uint8 else 4)
-    return workers * prefetch * batch * per_image
-
-
-def shm_free(path: str = "/dev/shm") -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None
 
 
 class Pretrainer:
@@ -144,15 +76,9 @@ class Pretrainer:
         self.bad_images: dict[str, int] = {}  # unreadable image -> the step it was first met (kept in checkpoints)
         self.bad_budget = cfg["data"]["max_bad_fraction"] * len(self.dataset) / info.world_size
 
-    # ---- checkpoints -------------------------------------------------------------------------
+    # ---- checkpoints (`checkpoint.training_state` / `checkpoint.resume_training`) -------------------
     def state(self) -> dict:
-        return {
-            "format": FORMAT, "method": self.model.name, "arch": self.cfg["method"]["arch"], "config": self.cfg,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "global_step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
-            "steps_per_epoch": self.steps_per_epoch, "world_size": self.info.world_size, "rng": rng_state(self.device),
-            "bad_images": self.bad_images,
-        }
+        return training_state(self)
 
     def save(self) -> None:
         if not self.info.is_main:
@@ -164,37 +90,13 @@ class Pretrainer:
             save_atomic(state, self.out / f"epoch_{self.global_step // self.steps_per_epoch:04d}.pth")
 
     def maybe_resume(self) -> bool:
-        path = self.out / "last.pth"
-        if not path.exists():
-            return False
-        ck = load_safe(path)
-        if ck.get("format") != FORMAT or ck.get("method") != self.model.name:
-            raise RunConflict(f"{path} is a {ck.get('method')!r} checkpoint of format {ck.get('format')!r}, not a "
-                             f"{self.model.name!r} run; use another train.output or remove the file")
-        if ck["steps_per_epoch"] != self.steps_per_epoch:
-            raise RunConflict(f"{path} was written with {ck['steps_per_epoch']} steps per epoch, this run has "
-                             f"{self.steps_per_epoch} (dataset, batch size or process count changed); use a new train.output")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        load_scaler(self.scaler, ck["scaler"])
-        self.global_step = ck["global_step"]
-        self.bad_images = dict(ck.get("bad_images", {}))
-        if ck["world_size"] == self.info.world_size:
-            set_rng_state(ck["rng"], self.device)
-        log.info("resumed from %s at step %d (epoch %d)", path, self.global_step, ck["epoch"])
-        return True
+        return resume_training(self)
 
     # ---- data ----------------------------------------------------------------------------------
     def make_loader(self) -> DataLoader:
-        """The run's one DataLoader: workers stay alive across epochs, 2 batches prefetched per worker;
-        `sampler.set_epoch` before each pass chooses the epoch and the batch it starts at."""
-        w = self.cfg["data"]["workers"]
-        need, free = self._shm_bytes(), shm_free()
-        if w and free is not None and need > free:
-            log.warning(SHM_HELP.format(need=need / 2**20, free=free / 2**20))
-        return DataLoader(self.dataset, batch_size=self.per_rank, sampler=self.sampler, num_workers=w,
-                          collate_fn=collate_views, drop_last=True, pin_memory=self.device.type == "cuda",
-                          persistent_workers=w > 0, prefetch_factor=2 if w else None)
+        """The run's one DataLoader (`loader.build_loader`)."""
+        return build_loader(self.dataset, self.sampler, self.per_rank, self.cfg["data"]["workers"], self.device,
+                            self._shm_bytes())
 
     def _shm_bytes(self) -> int:
         """`shm_need` of this run: its per-process batch, its views (uint8 when augment.device is train), its workers."""
@@ -202,15 +104,8 @@ class Pretrainer:
         return shm_need(self.per_rank, sizes, self.device_augment is not None, self.cfg["data"]["workers"])
 
     def batches(self, loader: DataLoader):
-        """Iterate `loader`; a worker killed for want of shared memory becomes an error that names /dev/shm."""
-        try:
-            yield from loader
-        except RuntimeError as e:
-            text = str(e)
-            if "shared memory" in text or "Bus error" in text or "/dev/shm" in text:
-                raise RuntimeError(SHM_HELP.format(need=self._shm_bytes() / 2**20, free=(shm_free() or 0) / 2**20)
-                                   + f" (DataLoader: {text.splitlines()[0]})") from None
-            raise
+        """Iterate `loader`; a worker killed for want of shared memory becomes an error naming /dev/shm."""
+        return shm_guarded(loader, self._shm_bytes())
 
     def note_unreadable(self, paths: list[str], jsonl) -> None:
         """Count the images the loader replaced; name each once; stop when over `data.max_bad_fraction`."""

@@ -48,7 +48,8 @@ def _train(cfg: dict, overwrite: bool) -> int:
     info = init_distributed(device_type(cfg))
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    from .engine import Pretrainer, open_run, output_dir
+    from .engine import Pretrainer
+    from .outputs import open_run, output_dir
 
     if open_run(cfg, info, overwrite) == "finished":
         if info.is_main:

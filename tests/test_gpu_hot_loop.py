@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 from benchmarks.perf.hot_loop import HostReads, TorchCalls
 from pretrain import engine
+from pretrain import loader as pretrain_loader
 from pretrain.build import build_model
 from pretrain.config import load_config
 from pretrain.dist import convert_sync_batchnorm
@@ -319,8 +320,8 @@ def test_10_the_loader_is_built_once_per_run_keeps_its_workers_and_prefetches_tw
     data = _small_folder(demo_world, tmp_path / "data", 12)
     t = _trainer(tmp_path / "run", data, HIER, "optim.epochs=2", "data.workers=1")
     built = []
-    real = engine.DataLoader
-    monkeypatch.setattr(engine, "DataLoader", lambda *a, **k: built.append(k) or real(*a, **k))
+    real = pretrain_loader.DataLoader
+    monkeypatch.setattr(pretrain_loader, "DataLoader", lambda *a, **k: built.append(k) or real(*a, **k))
     t.run()
     assert t.global_step == 6 and len(built) == 1
     assert built[0]["persistent_workers"] is True and built[0]["prefetch_factor"] == 2
@@ -332,8 +333,8 @@ def test_10_a_worker_killed_for_shared_memory_names_dev_shm(demo_world, tmp_path
     data = _small_folder(demo_world, tmp_path / "data", 12)
     t = _trainer(tmp_path / "run", data, HIER, "data.workers=8", "augment.size=224", "optim.batch_size=8")
     # 8 views of 3 x 224 x 224 uint8 (augment.device resolves to loader on a CPU: float32, 4 bytes)
-    assert engine.shm_need(32, [224] * 8, uint8=False, workers=8) == 8 * 2 * 32 * 8 * 3 * 224 * 224 * 4
-    monkeypatch.setattr(engine, "shm_free", lambda path="/dev/shm": 64 * 2**20)
+    assert pretrain_loader.shm_need(32, [224] * 8, uint8=False, workers=8) == 8 * 2 * 32 * 8 * 3 * 224 * 224 * 4
+    monkeypatch.setattr(pretrain_loader, "shm_free", lambda path="/dev/shm": 64 * 2**20)
 
     def dying():
         raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Bus error. It is possible that "

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from pretrain import checkpoint, engine, runtime
+from pretrain import checkpoint, runtime
 from pretrain import dist as pdist
 from pretrain.config import load_config
 
@@ -68,13 +68,13 @@ def test_3_a_bf16_checkpoint_resumes_under_fp16_and_an_fp16_one_under_bf16():
     enabled = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
     with pytest.raises(RuntimeError):  # what resuming did before: load whatever the checkpoint holds
         enabled.load_state_dict({})
-    engine.load_scaler(enabled, {})  # a bf16 run's checkpoint resumed where fp16 is chosen
+    checkpoint.load_scaler(enabled, {})  # a bf16 run's checkpoint resumed where fp16 is chosen
     assert enabled.get_scale() == 1024.0
     fp16_state = torch.amp.GradScaler("cpu", enabled=True, init_scale=64.0).state_dict()
-    engine.load_scaler(enabled, fp16_state)
+    checkpoint.load_scaler(enabled, fp16_state)
     assert enabled.get_scale() == 64.0
     disabled = torch.amp.GradScaler("cpu", enabled=False)
-    engine.load_scaler(disabled, fp16_state)  # an fp16 run resumed where bf16 is chosen: nothing to restore
+    checkpoint.load_scaler(disabled, fp16_state)  # an fp16 run resumed where bf16 is chosen: nothing to restore
     assert not disabled.is_enabled()
 
 
