@@ -22,6 +22,41 @@ def test_imagefolder_layout(demo_world):
             assert files and Image.open(files[0]).size == (96, 96)
 
 
+def test_colour_split_classes_are_shape_and_hue_band(demo_world):
+    """Each colour-split class folder holds its shape in its hue band: the hue of the object's saturated,
+    bright pixels (the object's foreground colour; backgrounds are at most 0.5 saturated) lies within
+    +-0.04 of the band's centre (+0.02 for JPEG), and the two shapes of a band differ only in shape."""
+    from benchmarks.demo_world.render import COLOUR_BANDS
+
+    classes = sorted(p.name for p in (demo_world / "colour/train").iterdir())
+    assert classes == sorted(f"{s}-{b}" for s in ("circle", "square") for b in COLOUR_BANDS)
+    for split in ("train", "val"):
+        for name in classes:
+            band = COLOUR_BANDS[name.split("-")[1]]
+            files = sorted((demo_world / "colour" / split / name).glob("*.jpg"))
+            assert len(files) == (12 if split == "train" else 8)
+            for f in files[:4]:
+                hsv = np.asarray(Image.open(f).convert("HSV"), dtype=np.float64) / 255.0
+                fg = (hsv[..., 1] > 0.53) & (hsv[..., 2] > 0.55)
+                assert fg.sum() > 50, f
+                h = hsv[..., 0][fg]
+                dist = np.abs(((h - band) + 0.5) % 1.0 - 0.5)  # circular distance to the band centre
+                assert np.median(dist) < 0.06, (f, float(np.median(dist)))
+
+
+def test_adding_the_colour_split_left_the_other_parts_as_they_were(tmp_path):
+    """A part's images come from its own seeded stream: the shape split written alone equals the shape
+    split written with the colour split (the world users had stays as it is)."""
+    from benchmarks.demo_world import WorldSpec, generate
+    from benchmarks.demo_world.formats import Counts
+
+    counts = Counts(cls_train_per_class=2, cls_val_per_class=1, colour_train_per_class=2, colour_val_per_class=1)
+    generate(tmp_path / "a", WorldSpec(seed=0), counts, ("imagefolder",))
+    generate(tmp_path / "b", WorldSpec(seed=0), counts, ("imagefolder", "colour"))
+    a, b = _digest(tmp_path / "a/imagefolder"), _digest(tmp_path / "b/imagefolder")
+    assert a == b and len(a) == 6 * 3
+
+
 @pytest.mark.parametrize("year,split", [("2007", "trainval"), ("2007", "test"), ("2012", "trainval")])
 def test_voc_xml_valid(demo_world, year, split):
     base = demo_world / f"VOC{year}"
