@@ -72,10 +72,11 @@ def test_presets_follow_the_protocols():
     assert REGISTRY["imagenet"].preset == "moco" and REGISTRY["cub200"].preset == "paper_200e"
 
 
-def test_missing_dataset_folder_is_a_clear_error(tmp_path):
-    r = run_tool("tools/run_transfer.py", "--task", "knn", "--weights", "random", "--data", str(tmp_path / "nowhere"),
-                 "--output", str(tmp_path / "o"))
-    assert r.returncode == 1 and "expected ImageFolder sub-folders train/ and val/" in r.stderr
+def test_missing_dataset_folder_is_a_clear_error(tmp_path, capsys):
+    from transfer.classification.run import main
+
+    rc = main("knn", ["--weights", "random", "--data", str(tmp_path / "nowhere"), "--output", str(tmp_path / "o")])
+    assert rc == 1 and "expected ImageFolder sub-folders train/ and val/" in capsys.readouterr().err
 
 
 def test_linear_probe_uses_the_scaled_lr_and_its_milestones(demo_world):

@@ -144,10 +144,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(demo_world, tmp_path):
     assert m["resumed"] and m["load_report"]["ok"]  # the report of the run's start is kept
 
 
-def test_bad_weights_fail_before_training(demo_world, tmp_path):
+def test_bad_weights_fail_before_training(demo_world, tmp_path, capsys):
+    from transfer.detectron2.train_net import main
+
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    r = run_tool(*_voc(demo_world, tmp_path / "run", tmp_path / "bad.pth"))
-    assert r.returncode == 1 and "bad.pth" in r.stderr and "not a readable PyTorch checkpoint" in r.stderr
+    rc = main("voc_det", _voc(demo_world, tmp_path / "run", tmp_path / "bad.pth")[3:])
+    err = capsys.readouterr().err
+    assert rc == 1 and "bad.pth" in err and "not a readable PyTorch checkpoint" in err
     assert not (tmp_path / "run/metrics.json").exists()
 
 
