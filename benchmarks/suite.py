@@ -39,6 +39,7 @@ import yaml
 
 from pretrain.run_folder import RUN_FILE, differences
 from transfer.common import request_identity
+from transfer.result import SCHEMA
 from transfer.tasks import TASKS, task_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ class Suite:
             if rec is None or rec.get("status") != "finished":
                 return "stale", [f"{folder / RUN_FILE}: no finished run recorded"]
             diff = differences(rec.get("request") or {}, request_identity(task_of(task), self.cell_args(ckpt, task, seed)))
-            return ("stale", diff) if diff else ("done", [])
+            return ("stale", diff) if diff else _result_at_the_door(folder / "metrics.json", task_of(task), seed)
         for name, state in (("skipped.json", "skipped"), ("failed.json", "failed")):
             if (folder / name).is_file():
                 return state, []
@@ -154,6 +155,19 @@ class Suite:
             diff = differences(rec["identity"], run_identity(load_config(ckpt.config, self.pretrain_overrides(ckpt, seed)))[0])
             return ("stale", diff) if diff else ("done", [])
         return ("failed" if (folder / "failed.json").is_file() else "todo"), []
+
+
+def _result_at_the_door(path: Path, task: str, seed: int) -> tuple[str, list[str]]:
+    """("done", []) when metrics.json is a result of this schema for this task and seed; else ("stale", why):
+    a file copied from another cell, edited by hand, or written before the result schema."""
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return "stale", [f"{path}: unreadable ({e})"]
+    got = {"schema": m.get("schema"), "task": m.get("task"), "seed": m.get("seed")}
+    want = {"schema": SCHEMA, "task": task, "seed": seed}
+    why = [f"{path}: {k} {got[k]!r}, this cell's is {want[k]!r}" for k in want if got[k] != want[k]]
+    return ("stale", why) if why else ("done", [])
 
 
 def _path(value: str, base: Path, *more: Path) -> str:

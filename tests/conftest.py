@@ -114,7 +114,10 @@ def write_cell(suite, ckpt, task: str, seed: int, metrics: dict) -> None:
     d = suite.cell_dir(ckpt, task, seed)
     d.mkdir(parents=True)
     header = {k: metrics[k] for k in ("protocol", "dataset", "stage", "protocol_name") if k in metrics}
-    (d / "metrics.json").write_text(json.dumps({**header, "metrics": {k: v for k, v in metrics.items() if k not in header}}))
+    from transfer.result import SCHEMA
+
+    (d / "metrics.json").write_text(json.dumps({"schema": SCHEMA, "task": task_of(task), "seed": seed, **header,
+                                                "metrics": {k: v for k, v in metrics.items() if k not in header}}))
     request = request_identity(task_of(task), suite.cell_args(ckpt, task, seed))
     (d / "run.json").write_text(json.dumps({"kind": f"transfer:{task_of(task)}", "status": "finished", "identity": {},
                                             "request": request, "settings": {}, "history": []}))

@@ -196,3 +196,23 @@ def test_reference_rows_are_the_published_numbers():
         want = {k: v for k, v in zip(keys, published[ref["name"]]) if v is not None}
         want[("coco_instseg", "APbb")] = want[("coco_det", "APbb")]
         assert ref["values"] == want, ref["name"]
+
+
+@pytest.mark.parametrize("tamper,why", [
+    (lambda m: dict(m, seed=0), "seed 0, this cell's is 1"),                    # seed 0's result copied into seed 1
+    (lambda m: dict(m, task="linear_cls"), "task 'linear_cls', this cell's is 'knn'"),
+    (lambda m: {k: v for k, v in m.items() if k != "schema"} | {"top1": 99.0}, "schema None"),  # written before the schema
+])
+def test_a_result_that_is_not_this_cells_is_stale_and_never_reported(tmp_path, tamper, why):
+    """Numbers at the door: a finished run's request matching is not enough; metrics.json itself must be a
+    result of this schema, task and seed, else the cell is stale (rerun, not reported)."""
+    suite = load_suite(_suite(tmp_path, [{"name": "a", "path": "random"}], {"knn": []}, seeds=(0, 1)))
+    for seed in (0, 1):
+        write_cell(suite, suite.checkpoints[0], "knn", seed, {"protocol": "standard", "top1": 40.0 + seed})
+    f = suite.cell_dir(suite.checkpoints[0], "knn", 1) / "metrics.json"
+    f.write_text(json.dumps(tamper(json.loads(f.read_text()))))
+    state, diff = suite.cell_state(suite.checkpoints[0], "knn", 1)
+    assert state == "stale" and any(why in d for d in diff), diff
+    row = next(r for r in aggregate(suite) if r["metric"] == "top1")
+    assert row["values"] == {0: 40.0} and row["n"] == 1
+    assert "1 finished with other inputs" in write_report(suite).read_text()
