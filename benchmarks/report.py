@@ -152,17 +152,19 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
         flags = "".join(sorted({FLAG[p] for r in sel for p in r["protocols"] if p in FLAG}))
         header = _header(suite, rows, task, col)
         name = task.replace("@", "_")
-        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(sel), 3.2))
+        width = 1.6 + 1.3 * len(sel)
+        fig, ax = plt.subplots(figsize=(width, 3.2))
         ax.bar(range(len(sel)), [r["mean"] for r in sel], yerr=[r["std"] for r in sel], capsize=4,
                color=["#4c72b0" if r["checkpoint"] != suite.baseline else "#999999" for r in sel])
         ax.set_xticks(range(len(sel)), [r["checkpoint"] for r in sel], rotation=15, ha="right", fontsize=8)
         ax.set_ylabel(col)
-        ax.set_title("\n".join(textwrap.wrap(f"{header} (mean ± std over seeds){' ' + flags if flags else ''}", 60)), fontsize=8)
+        ax.set_title(_wrap(f"{header} (mean ± std over seeds){' ' + flags if flags else ''}", width), fontsize=8)
         paths.append(_save(fig, folder / f"{name}.png"))
         diff = [r for r in sel if r.get("delta") is not None]
         if not diff:
             continue
-        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(diff), 3.2))
+        width = 1.6 + 1.3 * len(diff)
+        fig, ax = plt.subplots(figsize=(width, 3.2))
         err = [[r["delta"] - r["delta_low"] if r["delta_low"] is not None else 0 for r in diff],
                [r["delta_high"] - r["delta"] if r["delta_high"] is not None else 0 for r in diff]]
         bars = ax.bar(range(len(diff)), [r["delta"] for r in diff], yerr=err, capsize=4, color="#4c72b0")
@@ -177,10 +179,15 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(diff)), [r["checkpoint"] for r in diff], rotation=15, ha="right", fontsize=8)
         ax.set_ylabel(f"{col} − {suite.baseline}")
-        ax.set_title("\n".join(textwrap.wrap(f"{header}: difference to {suite.baseline} (95% CI over seeds; hatched: "
-                                            "contains 0)", 60)), fontsize=8)
+        ax.set_title(_wrap(f"{header}: difference to {suite.baseline} (95% CI over seeds; hatched: contains 0)", width),
+                     fontsize=8)
         paths.append(_save(fig, folder / f"{name}_diff.png"))
     return paths
+
+
+def _wrap(title: str, width_inches: float) -> str:
+    """A title broken into lines that fit a figure `width_inches` wide at font size 8 (about 12 characters an inch)."""
+    return "\n".join(textwrap.wrap(title, max(24, int(12 * width_inches))))
 
 
 def _save(fig, path: Path) -> Path:

@@ -134,7 +134,8 @@ def plot(matrix: dict, path, title: str, diff: bool = False) -> None:
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             mark = "*" if matrix[r][c].get("contains_zero") is False else ""
-            ax.text(j, i, f"{values[i, j]:.2f}{mark}", ha="center", va="center", fontsize=7, color="w" if not diff else "k")
+            dark = abs(float(values[i, j])) > 0.6 * lim if diff else float(values[i, j]) < 0.6
+            ax.text(j, i, f"{values[i, j]:.2f}{mark}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
     fig.colorbar(im, ax=ax, fraction=0.03)
     ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
     fig.tight_layout()
