@@ -22,11 +22,21 @@ COLUMNS = {t.name: [(col, lambda m, t=t, col=col: t.metric(m, col)) for col, _ i
 FLAG = {"non-standard": "†", "demo": "‡", "paper": "§"}
 
 
-def _ref_cell(ref: dict, key: tuple[str, str]) -> str:
-    """A published value, marked * when it was measured with another protocol than the column's."""
+SUPERSCRIPT = "¹²³⁴⁵⁶⁷⁸⁹"
+
+
+def _ref_notes(refs: list[dict]) -> dict[str, str]:
+    """The notes of the published values shown (another protocol than the column's) -> their marks ¹, ², ...
+    in order of appearance; a note of a value the table does not show gets no mark and no footnote."""
+    notes = dict.fromkeys(n for ref in refs for k in ref["values"] if (n := ref.get("notes", {}).get(k)))
+    return {n: SUPERSCRIPT[i] for i, n in enumerate(notes)}
+
+
+def _ref_cell(ref: dict, key: tuple[str, str], marks: dict[str, str]) -> str:
+    """A published value, with the mark of its note when it was measured with another protocol than the column's."""
     if key not in ref["values"]:
         return "–"
-    return f"{ref['values'][key]:.1f}" + ("\\*" if key in ref.get("notes", {}) else "")
+    return f"{ref['values'][key]:.1f}" + marks.get(ref.get("notes", {}).get(key), "")
 
 
 def _cells(suite: Suite) -> dict:
@@ -203,7 +213,7 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
     cols = _columns(suite)
     by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
     latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$", "§": r"\S{}",
-             "*": r"$^*$", "\\": ""}
+             **{m: f"$^{i}$" for i, m in enumerate(SUPERSCRIPT, 1)}}
     esc = lambda s: "".join(latex.get(ch, ch) for ch in str(s))
     groups = " & ".join(rf"\multicolumn{{{len(columns_of(t))}}}{{c}}{{{esc(_title(t))}}}" for t in suite.tasks)
     head = [r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f" & {groups} \\\\",
@@ -212,12 +222,13 @@ def _latex(suite: Suite, rows: list[dict]) -> str:
     for ck in suite.checkpoints:
         lines.append(esc(ck.name) + " & " + " & ".join(esc(_fmt(by[(ck.name, t, c)])) for t, c in cols) + r" \\")
     refs = _references(suite, rows)
+    marks = _ref_notes(refs)
     if refs:
         lines.append(r"\midrule")
         for ref in refs:
             lines.append(esc(f"{ref['name']} (published)") + " & "
-                         + " & ".join(esc(_ref_cell(ref, k)) for k in cols) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+                         + " & ".join(esc(_ref_cell(ref, k, marks)) for k in cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {esc(m)} {esc(n)}" for n, m in marks.items()]
     if suite.baseline:  # the differences, with their 95% confidence intervals
         lines += ["", f"% difference to {esc(suite.baseline)}: mean over seeds [95% CI]; (0 in CI): not significant", *head]
         for ck in suite.checkpoints:
@@ -314,11 +325,11 @@ def write_report(suite: Suite) -> Path:
         md += ["", "## Published reference rows (ResNet-50, ImageNet-1k pretraining)", "",
                "| row | source | protocol | " + " | ".join(_header(suite, rows, t, c) for t, c in cols) + " |",
                "|---|---|---|" + "---|" * len(cols)]
+        marks = _ref_notes(refs)
         for ref in refs:
             md.append(f"| {ref['name']} | {ref['source']} | {ref['protocol']} | "
-                      + " | ".join(_ref_cell(ref, k) for k in cols) + " |")
-        notes = {n for ref in refs for k, n in ref.get("notes", {}).items() if k in cols}
-        md += [""] + [f"\\* {n}" for n in sorted(notes)]
+                      + " | ".join(_ref_cell(ref, k, marks) for k in cols) + " |")
+        md += ([""] + [f"{m} {n}" for n, m in marks.items()]) if marks else []
     if figures:
         md += ["", "## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figures]
     md += invariance_section(suite, cells, out / "figures")[0]

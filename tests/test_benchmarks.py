@@ -104,15 +104,28 @@ def test_paper_protocol_rows_and_reference_protocols_are_marked(tmp_path):
     write_cell(suite, suite.checkpoints[0], "linear_cls", 0, {"protocol": "paper", "top1": 61.25, "dataset": "ImageNet-1K"})
     report = write_report(suite).read_text()
     assert "61.25§" in report and "§ the paper's protocol" in report
-    assert "76.1\\*" in report and "\\* supervised end-to-end training (torchvision R50), not a linear probe" in report
-    assert "70.0\\*" in report and "67.5 |" in report  # SimSiam's LARS probe marked; MoCo v2's own protocol not
+    assert "76.1¹" in report and "\n¹ supervised end-to-end training (torchvision R50), not a linear probe" in report
+    assert "70.0²" in report and "\n² SimSiam's linear probe (LARS" in report  # each note its own mark
+    assert "67.5 |" in report  # MoCo v2's own protocol: no mark
     import csv
 
     with open(suite.output / "results.csv", newline="") as f:
         published = {(r["checkpoint"], r["metric"]): r for r in csv.DictReader(f) if r["row"] == "published"}
     assert published[("supervised IN-1k", "top1")]["protocol"].startswith("supervised end-to-end training")
     assert published[("MoCo v2 200e", "top1")]["protocol"] == "standard, R50"
-    assert "76.1$^*$" in (suite.output / "results.tex").read_text()
+    tex = (suite.output / "results.tex").read_text()
+    assert "76.1$^1$" in tex and "70.0$^2$" in tex and "% $^1$ supervised end-to-end training" in tex
+
+
+def test_a_footnote_appears_only_with_the_value_it_explains(tmp_path):
+    """A suite that probes the demo world shows no published linear values, so none of their notes."""
+    path = _suite(tmp_path, [{"name": "ours", "path": "random", "data": "demo"}], {"voc_det": [], "linear_cls": []}, seeds=(0,))
+    suite = load_suite(path)
+    write_cell(suite, suite.checkpoints[0], "voc_det", 0, {"protocol": "demo", "bbox": {"AP50": 5.0, "AP": 2.0, "AP75": 1.0}})
+    write_cell(suite, suite.checkpoints[0], "linear_cls", 0, {"protocol": "demo", "top1": 50.0, "dataset": "demo world (synthetic)"})
+    report = write_report(suite).read_text()
+    assert "| standard, R50 | – | 81.3 | 53.5 | 58.8 |" in report  # supervised IN-1k: VOC values, no linear value
+    assert "linear probe" not in report.split("## Published reference rows")[1].split("## ")[0]
 
 
 @pytest.mark.slow
