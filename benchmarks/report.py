@@ -212,7 +212,8 @@ def _save(fig, path: Path) -> Path:
 def _latex(suite: Suite, rows: list[dict]) -> str:
     cols = _columns(suite)
     by = {(r["checkpoint"], r["task"], r["metric"]): r for r in rows}
-    latex = {"_": r"\_", "%": r"\%", "&": r"\&", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$", "§": r"\S{}",
+    latex = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+             "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "±": r"$\pm$", "‡": r"$^\ddagger$", "†": r"$^\dagger$", "§": r"\S{}",
              **{m: f"$^{i}$" for i, m in enumerate(SUPERSCRIPT, 1)}}
     esc = lambda s: "".join(latex.get(ch, ch) for ch in str(s))
     groups = " & ".join(rf"\multicolumn{{{len(columns_of(t))}}}{{c}}{{{esc(_title(t))}}}" for t in suite.tasks)

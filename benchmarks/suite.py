@@ -255,8 +255,14 @@ def load_suite(path: str | Path) -> Suite:
             args = args.get("args")
         tasks[t] = [str(a) for a in (args or [])]
     seeds = doc.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SuiteError(where("seeds") + " must be a list of integers")
+    if not seeds:
+        raise SuiteError(where("seeds") + " is empty: give at least one seed (e.g. seeds: [0]), or leave the key out for [0]")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise SuiteError(where("seeds") + f" repeats {repeated}: a seed gives the same run each time, so a repeat adds no "
+                         "sample; list each seed once")
     if doc.get("baseline") and doc["baseline"] not in names:
         raise SuiteError(where("baseline") + f" {doc['baseline']!r} is not a checkpoint name ({names})")
     pre = doc.get("pretrain") or {}

@@ -23,6 +23,8 @@ from .files import write_json
 RUN_FILE = "run.json"
 # files that mean "a run lives here" (detectron2 / mmengine / pretraining / every task's result)
 ARTEFACTS = ("metrics.json", "last_checkpoint", "last.pth", "pretrain_summary.json", "load_report.json")
+# of those, what a run leaves once it has completed a step: a checkpoint or a result (a run without any is not one to protect)
+PROGRESS = ("metrics.json", "last_checkpoint", "last.pth", "pretrain_summary.json")
 _HASHES: dict[tuple, str] = {}
 
 
@@ -128,6 +130,11 @@ class RunFolder:
     def has_artefacts(self) -> bool:
         return any((self.path / name).exists() for name in ARTEFACTS)
 
+    def never_stepped(self, rec: dict) -> bool:
+        """A record still `running` in a folder without a checkpoint or result: a start that failed before its
+        first step (a wrong data path, too many GPUs asked for) left nothing to protect or resume."""
+        return rec.get("status") == "running" and not any((self.path / name).exists() for name in PROGRESS)
+
     def check(self, identity: dict) -> str:
         """Read-only: "new", "resume" or "finished" for a command with `identity`; raises RunConflict."""
         rec = self.record()
@@ -136,6 +143,8 @@ class RunFolder:
                 found = ", ".join(n for n in ARTEFACTS if (self.path / n).exists())
                 raise RunConflict(f"{self.path} holds a run ({found}) without a {RUN_FILE}, so its inputs are unknown "
                                   f"and its results may belong to other ones; {self._ways_out()}")
+            return "new"
+        if self.never_stepped(rec):
             return "new"
         diff = differences(rec["identity"], identity) if rec.get("kind") == self.kind else [
             f"kind: {rec.get('kind')!r} -> {self.kind!r}"]
@@ -157,10 +166,15 @@ class RunFolder:
             state = "new"
         else:
             state = self.check(identity)
+        stale = state == "new" and not overwrite and self.file.is_file()
+        if stale and is_main:
+            log(f"[run] {self.path}: the previous start never completed a step (no checkpoint or result); starting anew")
         if not is_main or state == "finished":
             return state
         rec = self.record() if state == "resume" else None
         event = {"time": _now(), "event": event or ("start" if state == "new" else "resume")}
+        if stale:
+            event["replaced"] = "a start that never completed a step"
         if rec is not None:
             changed = differences(rec["settings"], settings)
             if changed:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 from .augment import AugPipeline
+from .images import read_rgb
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ class MultiViewDataset(Dataset):
         for _ in range(self.max_attempts):
             path, label = self.folder.samples[index]
             try:
-                img = decode_image(read_file(path), mode=ImageReadMode.RGB)
+                img = read_rgb(path)  # the project's one reader: every PIL mode -> 8-bit RGB
                 break
-            except (RuntimeError, OSError, ValueError):
+            except (RuntimeError, OSError, ValueError, SyntaxError):
                 skipped.append(path)
                 index = int(torch.randint(len(self), (), generator=g))
         else:

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from pretrain.images import class_folders
 from transfer.classification.linear import PRESETS, sanity_check
 
 from .conftest import run_tool
@@ -88,7 +89,8 @@ def test_linear_probe_uses_the_scaled_lr_and_its_milestones(demo_world):
 
     model, _ = build_backbone("random", "resnet18")
     root = demo_world / "imagefolder"
-    res = train_linear(model, root / "train", root / "val", 4, dict(PRESETS["demo"], epochs=7), size=16, workers=0)
+    res = train_linear(model, root / "train", root / "val", class_folders(root / "train"), dict(PRESETS["demo"], epochs=7), size=16,
+                       workers=0)
     assert res["lr_per_epoch"] == pytest.approx([0.25] * 4 + [0.025] + [0.0025] * 2) and res["milestones"] == [4, 5]
     assert res["val_images"] == sum(1 for _ in (root / "val").rglob("*.jpg")) and res["backbone_checked_tensors"] == 120
     assert len(res["per_class"]) == 4 and res["best"]["top1"] >= res["top1"] and 1 <= res["best"]["epoch"] <= 7

@@ -107,6 +107,7 @@ def test_voc_det_from_a_raw_checkpoint_learns(demo_world, demo_pretrained, tmp_p
     assert rep["ok"] and rep["backbone_tensors"] == rep["verified_identical"] == 100  # ResNet-18, every tensor bit-identical
     assert m["source"]["layout"] == "hier-aug" and m["classes"] == ["aeroplane", "bicycle", "bird", "boat"]
     assert {"AP", "AP50", "AP75"} <= set(m["metrics"]["bbox"]) and m["metrics"]["bbox"]["AP50"] > VOC_AP50_MIN, m["metrics"]
+    assert m["boxes"] == {"dropped": 0, "clipped": 0, "files": {}}  # the demo world's boxes lie inside their images
     # eval-only on the finished run reloads its final checkpoint and gives the same numbers
     r = run_tool(*_voc(demo_world, tmp_path, ckpt, "--eval-only", "SOLVER.MAX_ITER", "240", "SOLVER.STEPS", "(180,220)"))
     assert r.returncode == 0, r.stderr[-3000:]

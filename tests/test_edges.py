@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from pretrain.images import class_folders
+
 from .conftest import ROOT
 from .test_pretrain_run import TINY, _small_folder
 
@@ -51,7 +53,8 @@ def test_the_linear_probe_reports_its_final_epoch_and_names_the_best_apart(demo_
     backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     preset = {"batch_size": 64, "lr": 0.1, "weight_decay": 0.0, "optimizer": "sgd", "epochs": 3, "milestones": [0.6, 0.8]}
     root = demo_world / "imagefolder"
-    out = linear.train_linear(backbone, root / "train", root / "val", 4, preset, size=16, workers=0, log=lambda *a: None)
+    out = linear.train_linear(backbone, root / "train", root / "val", class_folders(root / "train"), preset, size=16, workers=0,
+                              log=lambda *a: None)
     assert out["top1"] == 60.0 and out["final_epoch"] == 3
     assert out["best"] == {"top1": 80.0, "top5": 100.0, "epoch": 2}
     assert out["lr_per_epoch"] == pytest.approx([0.025, 0.0025, 0.00025]) and math.isclose(out["lr"], 0.025)  # milestones 1, 2

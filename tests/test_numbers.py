@@ -38,7 +38,39 @@ def test_knn_votes_equal_a_brute_force_loop(k, t):
     train_f, test_f = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
     train_y = torch.randint(0, 3, (40,), generator=g)
     got = knn_predict(train_f, train_y, test_f, 3, k=k, temperature=t, chunk=4).double()
-    torch.testing.assert_close(got, _knn_loop(train_f, train_y, test_f, 3, min(k, 40), t), rtol=1e-5, atol=1e-8)
+    want = _knn_loop(train_f, train_y, test_f, 3, min(k, 40), t)
+    # each row is the published votes times one positive factor (its nearest neighbour's vote is 1): equal shares
+    torch.testing.assert_close(got / got.sum(1, keepdim=True), want / want.sum(1, keepdim=True), rtol=1e-9, atol=1e-12)
+    assert (got.max(1).values >= 1).all()
+
+
+def test_knn_is_stable_for_any_temperature_by_hand():
+    """Query (1, 0); its neighbours at angles 0.1 (class 1), 0.2 and 0.25 rad (class 0), k = 3. By hand:
+    T = 0.07: class 1's share is 1 / (1 + exp(-(cos .1 - cos .2) / T) + exp(-(cos .1 - cos .25) / T))
+    = 1 / (1 + 0.80784 + 0.68885) = 0.40054, so the two class-0 neighbours win; T = 1e-6 (exp(cos / T)
+    overflows every vote in float32 and float64): the nearest neighbour decides alone, class 1."""
+    angles = torch.tensor([0.1, 0.2, 0.25])
+    train_f = torch.stack([angles.cos(), angles.sin()], 1)
+    train_y = torch.tensor([1, 0, 0])
+    query = torch.tensor([[1.0, 0.0]])
+    s = knn_predict(train_f, train_y, query, 2, k=3, temperature=0.07)
+    assert float(s[0, 1] / s.sum()) == pytest.approx(0.40054, abs=2e-5) and s.argmax(1).item() == 0
+    s = knn_predict(train_f, train_y, query, 2, k=3, temperature=1e-6)
+    assert torch.isfinite(s).all() and s[0].tolist() == [0.0, 1.0]
+
+
+def test_knn_at_a_tiny_temperature_is_one_nearest_neighbour_on_random_features():
+    """T = 1e-6 with k = 20 gives the top-1 of a 1-NN written as a loop (float32 features, 5 classes)."""
+    g = torch.Generator().manual_seed(3)
+    train_f, test_f = torch.randn(200, 8, generator=g), torch.randn(60, 8, generator=g)
+    train_y, test_y = torch.randint(0, 5, (200,), generator=g), torch.randint(0, 5, (60,), generator=g)
+    nn1 = []
+    for q in test_f.tolist():
+        cos = [sum(a * b for a, b in zip(q, x)) / math.sqrt(sum(a * a for a in q) * sum(b * b for b in x)) for x in train_f.tolist()]
+        nn1.append(train_y[max(range(len(cos)), key=cos.__getitem__)].item())
+    want = 100 * sum(p == y for p, y in zip(nn1, test_y.tolist())) / 60
+    got = topk_accuracy(knn_predict(train_f, train_y, test_f, 5, k=20, temperature=1e-6), test_y, ks=(1,))
+    assert got["top1"] == pytest.approx(want, abs=1e-3)
 
 
 def test_knn_with_a_known_answer_and_accuracies_by_hand():

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Check a dataset before a run: decode every image/mask in parallel and report unreadable images,
-missing annotation/mask files, masks whose size differs from their image, label values outside the
-dataset's classes. Exit 0 when clean, 1 when anything is wrong (the list is printed, and written as
+"""Check a dataset before a run: decode every image/mask in parallel and report what a run would refuse
+(errors: unreadable images, dangling symlinks, empty class folders, missing annotation/mask files, masks of
+the wrong size, mode or labels, val classes that train lacks, boxes far outside their image) and what a run
+changes or skips (warnings: images converted to 8-bit RGB, files whose content is another format than their
+name, stray non-image files, train classes absent from val, zero-area or clipped boxes, COCO crowd regions
+and images without annotations). Exit 0 without errors, 1 with any (the list is printed, and written as
 JSON with --json).
 
     tools/check_data.py /datasets/imagenet/train                    # pretraining ImageFolder
@@ -44,11 +47,14 @@ def _check(args) -> int:
     faults += check(samples, decode=True, workers=args.workers)
     if args.json:
         write_json(args.json, {"root": str(args.root), "task": args.task, "samples": len(samples), "faults": faults})
-    for f in faults:
-        print(f"{f['split']}: {f['file']}: {f['problem']}")
-    kinds = Counter(f["problem"].split(" (")[0].split(":")[0] for f in faults)
-    print(f"{len(samples)} samples checked, {len(faults)} problems" + (f" ({dict(kinds)})" if faults else ""))
-    return 1 if faults else 0
+    errors = [f for f in faults if f["severity"] == "error"]
+    warnings = [f for f in faults if f["severity"] != "error"]
+    for f in errors + warnings:
+        print(f"{f['severity']}: {f['split']}: {f['file']}: {f['problem']}")
+    kinds = Counter(f["problem"].split(" (")[0].split(":")[0] for f in errors)
+    print(f"{len(samples)} samples checked, {len(errors)} problems" + (f" ({dict(kinds)})" if errors else "")
+          + f", {len(warnings)} warnings" + (" (the runs change or skip these; listed above)" if warnings else ""))
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.demo_world import VOC_CLASSES, WorldSpec, generate
 from benchmarks.demo_world.formats import WRITERS, Counts
+from benchmarks.demo_world.quirks import add_quirks
 from pretrain.cli import number
 
 
@@ -28,6 +29,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=number(float, 0, 100, low_open=True), default=1.0, help="multiply every image count by this factor")
     p.add_argument("--parts", nargs="+", default=list(WRITERS), choices=list(WRITERS), help="which layouts to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo world (a folder holding world.json)")
+    p.add_argument("--quirks", action="store_true", help="add the quirks real datasets have (image modes, split class sets, "
+                   "stray files, degenerate boxes, colour masks, COCO crowd regions, ...; listed in OUT/quirks.json, see "
+                   "benchmarks/demo_world/quirks.py)")
     return p
 
 
@@ -38,6 +42,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     try:
         summary = generate(args.output, spec, counts, tuple(args.parts), overwrite=args.overwrite)
+        if args.quirks:
+            quirks = add_quirks(args.output)
+            print(f"added {len(quirks)} quirks ({', '.join(q['name'] for q in quirks)}); see {args.output / 'quirks.json'}")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

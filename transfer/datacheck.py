@@ -1,14 +1,17 @@
-"""Find bad data before a run does: unreadable images, missing annotation/mask files, masks whose size
-differs from their image, label values outside the dataset's classes.
+"""Find bad data before a run does, and everything a run would refuse, skip, drop, clip or convert.
 
 `items(task, root)` lists what a task reads, in the layouts the README names (the same ones the
-readers use); `check(items, decode=...)` finds the faults. With `decode=False` it only checks that the
-files exist (cheap: the transfer tasks run it before training); `tools/check_data.py` decodes every
-file in parallel. A fault: {"split", "file", "problem"}.
+readers use), with the faults of the listing itself (empty class folders, dangling symlinks, stray
+files, split class sets that differ, COCO crowd regions and images without annotations);
+`check(items, decode=...)` finds the faults of each sample. With `decode=False` it only checks that
+the files exist and masks are index images (cheap: the transfer tasks run it before training);
+`tools/check_data.py` decodes every file in parallel. A fault: {"split", "file", "problem", "severity"}:
+"error" (a run refuses it, or its result would be wrong) or "warning" (a run changes or skips it, and says so).
 """
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS  # what ImageFolder (pretraining, probes) reads
 from tqdm import tqdm
+
+from pretrain.images import class_folders, conversion, is_image_name
 
 from .tasks import TASKS as TRANSFER_TASKS
 
@@ -42,13 +46,52 @@ class Item:
     size: tuple[int, int] | None = None
 
 
+def fault(split: str, file, problem: str, severity: str = "error") -> dict:
+    return {"split": split, "file": str(file), "problem": problem, "severity": severity}
+
+
 def _lines(path: Path) -> list[str]:
     return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def _imagefolder(root: Path) -> list[Item]:
-    return [Item(str(p.parent.relative_to(root)), p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS]
+def _imagefolder_split(root: Path, split: Path) -> tuple[list[Item], list[dict]]:
+    """One ImageFolder split as torchvision's ImageFolder walks it (class folders, symlinks followed, files
+    kept by extension), with what it would refuse or ignore."""
+    items, faults = [], []
+    for cls in class_folders(split):
+        name = str((split / cls).relative_to(root))
+        n = 0
+        for folder, _, files in sorted(os.walk(split / cls, followlinks=True)):
+            for f in sorted(files):
+                path = Path(folder) / f
+                if not is_image_name(f):
+                    faults.append(fault(name, path, "not an image file (ImageFolder ignores it)", "warning"))
+                elif path.is_symlink() and not path.exists():
+                    faults.append(fault(name, path, f"dangling symlink (its target {os.readlink(path)} does not exist): "
+                                        "pretraining skips it as unreadable, the probes stop"))
+                else:
+                    items.append(Item(name, path))
+                    n += 1
+        if n == 0:
+            faults.append(fault(name, split / cls, "class folder holds no image: the runs refuse it (remove the folder)"))
+    return items, faults
+
+
+def _imagefolder(task: str, root: Path) -> tuple[list[Item], list[dict]]:
+    if task == "pretrain":
+        return _imagefolder_split(root, root)
+    train = root / "train"
+    val = next((root / v for v in ("val", "test") if (root / v).is_dir()), None)
+    items, faults = _imagefolder_split(root, train)
+    if val is not None:
+        more, more_faults = _imagefolder_split(root, val)
+        items, faults = items + more, faults + more_faults
+        have, want = set(class_folders(val)), set(class_folders(train))
+        faults += [fault(val.name, val / c, f"class folder that {train} lacks: the probes stop (its images cannot be scored "
+                         "against train's classes)") for c in sorted(have - want)]
+        faults += [fault(val.name, val / c, f"train class with no images in {val}: scored as absent (null per class)",
+                         "warning") for c in sorted(want - have)]
+    return items, faults
 
 
 def _voc_det(root: Path) -> list[Item]:
@@ -91,10 +134,69 @@ def _coco(root: Path) -> tuple[list[Item], list[dict]]:
         cats = {c["id"] for c in doc["categories"]}
         for a in doc["annotations"]:
             if a["category_id"] not in cats:
-                faults.append({"split": split, "file": str(ann), "problem": f"annotation {a['id']}: category_id "
-                               f"{a['category_id']} is not among the categories {sorted(cats)}"})
+                faults.append(fault(split, ann, f"annotation {a['id']}: category_id {a['category_id']} is not among the "
+                                    f"categories {sorted(cats)}"))
+        sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
+        for a in doc["annotations"]:
+            if not a.get("iscrowd", 0) and a["image_id"] in sizes:
+                x, y, w, h = a["bbox"]
+                faults += [fault(split, ann, f"annotation {a['id']}: {p}", sev)
+                           for p, sev in box_problems(x, y, x + w, y + h, *sizes[a["image_id"]])]
+        crowd = sum(1 for a in doc["annotations"] if a.get("iscrowd", 0))
+        if crowd:
+            faults.append(fault(split, ann, f"{crowd} crowd annotation(s) (iscrowd=1): not trained on; ignored regions in "
+                                "evaluation", "warning"))
+        empty = len(set(sizes) - {a["image_id"] for a in doc["annotations"]})
+        if empty:
+            faults.append(fault(split, ann, f"{empty} image(s) without annotations: left out of training "
+                                "(DATALOADER.FILTER_EMPTY_ANNOTATIONS), kept in evaluation", "warning"))
         items += [Item(split, root / "coco" / split / im["file_name"], size=(im["width"], im["height"])) for im in doc["images"]]
     return items, faults
+
+
+BOX_SLACK = 2  # pixels a box may reach past the image (annotation rounding) before it is a data error
+
+
+def box_problems(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> list[tuple[str, str]]:
+    """(problem, severity) of a box in absolute pixel corners (0-based, x1/y1 exclusive as detectron2 reads VOC)
+    on a width x height image: zero area (dropped), reaching past the image (clipped; more than BOX_SLACK px:
+    an error), or nothing left inside the image (dropped)."""
+    if x1 <= x0 or y1 <= y0:
+        return [(f"zero-area box ({x0:g}, {y0:g}, {x1:g}, {y1:g}): dropped by the run", "warning")]
+    past = max(-x0, -y0, x1 - width, y1 - height)
+    if past <= 0:
+        return []
+    if min(x1, width) <= max(x0, 0) or min(y1, height) <= max(y0, 0):
+        return [(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {width}x{height} image: dropped by the run", "error")]
+    return [(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the {width}x{height} image by {past:g} px: clipped by the "
+             "run", "warning" if past <= BOX_SLACK else "error")]
+
+
+def voc_boxes(xml: Path, size: tuple[int, int] | None = None) -> list[tuple[str, str]]:
+    """`box_problems` of every object of a VOC annotation; the image size from `size` or the XML's <size>.
+    detectron2 reads VOC's 1-based inclusive corners as (xmin - 1, ymin - 1, xmax, ymax)."""
+    root = ET.parse(xml).getroot()
+    w, h = size or (int(root.findtext("size/width")), int(root.findtext("size/height")))
+    out = []
+    for o in root.findall("object"):
+        b = [float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax")]
+        out += box_problems(b[0] - 1, b[1] - 1, b[2], b[3], w, h)
+    return out
+
+
+def box_report(task: str, root: str | Path, splits: set[str] | None = None) -> dict:
+    """What a detection run does to the boxes of its splits (no image decoded: sizes from the XML / JSON):
+    {"dropped": n, "clipped": n, "files": {file: [problems]}} (clipped: reaching past the image)."""
+    found, faults = items(task, root, splits)
+    faults = [f for f in faults if "box" in f["problem"]]
+    for it in found:
+        if it.kind == "xml" and it.ann.is_file():
+            faults += [fault(it.split, it.ann, p, sev) for p, sev in voc_boxes(it.ann)]
+    files: dict[str, list[str]] = {}
+    for f in faults:
+        files.setdefault(f["file"], []).append(f["problem"])
+    problems = [f["problem"] for f in faults]
+    return {"dropped": sum("dropped" in p for p in problems), "clipped": sum("clipped" in p for p in problems), "files": files}
 
 
 def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[list[Item], list[dict]]:
@@ -110,7 +212,7 @@ def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[
         raise FileNotFoundError(f"{root} is not a folder")
     if task in ("pretrain", "cls"):
         _check_imagefolder_level(task, root)
-        return _imagefolder(root), []
+        return _imagefolder(task, root)
     if task == "voc_det":
         return _voc_det(root), []
     if task in ("coco_det", "coco_instseg"):
@@ -128,7 +230,7 @@ def _check_imagefolder_level(task: str, root: Path) -> None:
     subs = {p.name for p in root.iterdir() if p.is_dir()}
     splits = subs & set(SPLITS)
     if task == "cls" and not ("train" in splits and splits - {"train"}):
-        images_in_classes = any(p.is_file() and p.suffix.lower() in IMG_EXTENSIONS for d in root.iterdir() if d.is_dir()
+        images_in_classes = any(p.is_file() and is_image_name(p.name) for d in root.iterdir() if d.is_dir()
                                 for p in d.iterdir())
         hint = (f"{root} holds class folders with images: it looks like one split; pass its parent {root.parent}"
                 if images_in_classes else f"found {sorted(subs) or 'no folders'}")
@@ -139,46 +241,71 @@ def _check_imagefolder_level(task: str, root: Path) -> None:
 
 
 def _read(path: Path) -> Image.Image:
-    im = Image.open(path)
-    im.load()  # decodes fully: truncated files fail here
+    with open(path, "rb") as f:
+        im = Image.open(f)
+        im.load()  # decodes fully: truncated files fail here
     return im
 
 
+COLOUR_MASK = ("RGB colour mask; expected an index or palette PNG (one class index per pixel, e.g. VOC's "
+               "SegmentationClass palette PNGs or Cityscapes' *_labelTrainIds.png)")
+INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
+
+
 def _check_one(item: Item, decode: bool) -> list[dict]:
-    def fault(file, problem):
-        return {"split": item.split, "file": str(file), "problem": problem}
+    def bad(file, problem, severity="error"):
+        return fault(item.split, file, problem, severity)
 
     out = []
     if not item.image.is_file():
-        out.append(fault(item.image, "image file missing"))
+        out.append(bad(item.image, "image file missing"))
     if item.ann is not None and not item.ann.is_file():
-        out.append(fault(item.ann, "annotation file missing" if item.kind == "xml" else "mask file missing"))
-    if out or not decode:
+        out.append(bad(item.ann, "annotation file missing" if item.kind == "xml" else "mask file missing"))
+    if out:
+        return out
+    if item.kind == "mask":  # the header is enough for the mode: checked before training too
+        try:
+            with Image.open(item.ann) as m:
+                mode = m.mode
+        except Exception as e:  # noqa: BLE001  any decoder error means the file is unusable
+            return [bad(item.ann, f"unreadable mask ({type(e).__name__}: {e})")]
+        if mode not in INDEX_MODES:
+            return [bad(item.ann, f"{COLOUR_MASK} (mode {mode})")]
+    if not decode:
         return out
     try:
-        size = _read(item.image).size
-    except Exception as e:  # noqa: BLE001  any decoder error means the file is unusable
-        return [fault(item.image, f"unreadable image ({type(e).__name__}: {e})")]
+        im = _read(item.image)
+    except Exception as e:  # noqa: BLE001
+        return [bad(item.image, f"unreadable image ({type(e).__name__}: {e})")]
+    size = im.size
+    note = conversion(im)
+    if note:
+        out.append(bad(item.image, f"{note} by the reader", "warning"))
+    suffix = item.image.suffix.lower()
+    if im.format and (suffix in (".jpg", ".jpeg")) != (im.format == "JPEG"):
+        out.append(bad(item.image, f"{im.format} data in a {item.image.suffix} file: read by its content", "warning"))
     if item.size is not None and size != item.size:
-        out.append(fault(item.image, f"image is {size[0]}x{size[1]}, the annotation says {item.size[0]}x{item.size[1]}"))
+        out.append(bad(item.image, f"image is {size[0]}x{size[1]}, the annotation says {item.size[0]}x{item.size[1]}"))
     elif item.kind == "xml":
         try:
             names = {o.findtext("name", "").strip() for o in ET.parse(item.ann).findall("object")}
-        except ET.ParseError as e:
-            return [fault(item.ann, f"unreadable annotation ({e})")]
+            boxes = voc_boxes(item.ann, size)
+        except (ET.ParseError, TypeError, ValueError) as e:
+            return [bad(item.ann, f"unreadable annotation ({type(e).__name__}: {e})")]
         if names - set(VOC_CLASSES):
-            out.append(fault(item.ann, f"object names outside the 20 VOC classes: {sorted(names - set(VOC_CLASSES))}"))
+            out.append(bad(item.ann, f"object names outside the 20 VOC classes: {sorted(names - set(VOC_CLASSES))}"))
+        out += [bad(item.ann, p, sev) for p, sev in boxes]
     elif item.kind == "mask":
         try:
             mask = _read(item.ann)
         except Exception as e:  # noqa: BLE001
-            return [fault(item.ann, f"unreadable mask ({type(e).__name__}: {e})")]
+            return [bad(item.ann, f"unreadable mask ({type(e).__name__}: {e})")]
         if mask.size != size:
-            out.append(fault(item.ann, f"mask is {mask.size[0]}x{mask.size[1]}, its image {size[0]}x{size[1]}"))
+            out.append(bad(item.ann, f"mask is {mask.size[0]}x{mask.size[1]}, its image {size[0]}x{size[1]}"))
         values = np.unique(np.asarray(mask))
-        bad = [int(v) for v in values if v >= item.num_classes and v != IGNORE]
-        if bad:
-            out.append(fault(item.ann, f"label values {bad} outside 0..{item.num_classes - 1} (and {IGNORE}, ignore)"))
+        wrong = [int(v) for v in values if v >= item.num_classes and v != IGNORE]
+        if wrong:
+            out.append(bad(item.ann, f"label values {wrong} outside 0..{item.num_classes - 1} (and {IGNORE}, ignore)"))
     return out
 
 
@@ -191,10 +318,10 @@ def check(samples: list[Item], decode: bool = True, workers: int = 8, progress: 
 
 
 def require_files(task: str, root: str | Path, splits: set[str] | None = None) -> None:
-    """Before training: every image/annotation/mask the task lists exists, else a FileNotFoundError that
-    names the first missing files, their split and the data check command."""
+    """Before training: every image/annotation/mask the task lists exists and every mask is an index image,
+    else a FileNotFoundError that names the first faulty files, their split and the data check command."""
     samples, faults = items(task, root, splits)
-    faults += check(samples, decode=False, progress=False)
+    faults = [f for f in faults + check(samples, decode=False, progress=False) if f["severity"] == "error" and "box" not in f["problem"]]
     if faults:
         shown = "; ".join(f"{f['split']}: {f['file']} ({f['problem']})" for f in faults[:5])
         raise FileNotFoundError(f"{len(faults)} problems in {root} for {task}: {shown}"

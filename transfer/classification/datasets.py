@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from pretrain.images import class_folders, open_rgb
+
 
 @dataclass(frozen=True)
 class ClsDataset:
@@ -52,13 +56,44 @@ def resolve(name: str | None, root: str | Path) -> tuple[ClsDataset, Path, Path]
     return ds, train, val
 
 
-def image_folder(folder: str | Path, transform=None):
-    """torchvision's ImageFolder; a folder without class sub-folders or with an empty class folder is an
-    error naming the folder."""
+def split_classes(train: str | Path, val: str | Path) -> tuple[list[str], list[str]]:
+    """(the label space: train's class folders, sorted; train's classes that val lacks). Val's labels are
+    mapped to train's by class *name* (`image_folder(val, classes=...)`); a val class that train lacks is a
+    ValueError naming it, since its images cannot be scored against train's classes."""
+    classes, val_classes = class_folders(train), class_folders(val)
+    extra = sorted(set(val_classes) - set(classes))
+    if extra:
+        raise ValueError(f"{val} has class folder(s) {extra[:5]}{' ...' if len(extra) > 5 else ''} that {train} lacks: their "
+                         "images cannot be scored against train's classes. Remove them from the evaluation split or add "
+                         f"them to {Path(train).name}/ (tools/check_data.py {Path(train).parent} --task cls lists the split differences)")
+    return classes, sorted(set(classes) - set(val_classes))
+
+
+def _load(path: str) -> Image.Image:
+    try:
+        return open_rgb(path)
+    except (OSError, ValueError, SyntaxError) as e:  # PIL raises all three for broken files
+        raise OSError(f"{path}: unreadable image ({type(e).__name__}: {e}); tools/check_data.py lists every bad file") from None
+
+
+def image_folder(folder: str | Path, transform=None, classes: list[str] | None = None):
+    """torchvision's ImageFolder reading through the project's one image reader (`pretrain.images`). With
+    `classes` (train's, from `split_classes`) the labels index that list by class name. A folder without
+    class sub-folders or with an empty class folder is an error naming the folder."""
     from torchvision import datasets
 
     try:
-        return datasets.ImageFolder(str(folder), transform=transform)
+        ds = datasets.ImageFolder(str(folder), transform=transform, loader=_load)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{folder}: {e} Every class folder needs at least one image; remove empty class folders "
                                 "(tools/check_data.py ROOT --task cls lists the problems).") from None
+    if classes is not None and ds.classes != list(classes):
+        index = {c: i for i, c in enumerate(classes)}
+        missing = sorted(set(ds.classes) - set(index))
+        if missing:
+            raise ValueError(f"{folder}: class folder(s) {missing[:5]} are not among the training classes")
+        to_train = [index[c] for c in ds.classes]
+        ds.samples = [(p, to_train[y]) for p, y in ds.samples]
+        ds.imgs, ds.targets = ds.samples, [y for _, y in ds.samples]
+        ds.classes, ds.class_to_idx = list(classes), index
+    return ds

@@ -86,14 +86,16 @@ def _fingerprint(model: nn.Module) -> str:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, folder: Path, size: int, batch_size: int = 128, workers: int = 4,
-                     device: str = "cpu", cache_dir: Path | None = None, desc: str = "features"):
-    """Pooled features (N, C) and labels (N,) of an ImageFolder, cached in `cache_dir` by (weights, stage,
-    folder, size, image count); the cache file is written atomically, and one that cannot be read is
-    recomputed (and replaced)."""
-    ds = image_folder(folder, eval_transform(size))
+                     device: str = "cpu", cache_dir: Path | None = None, desc: str = "features",
+                     classes: list[str] | None = None):
+    """Pooled features (N, C), labels (N,) and the class list of an ImageFolder (labels index `classes`, by
+    name, when given: `datasets.split_classes`), cached in `cache_dir` by (weights, stage, folder, size, image
+    count, classes); the cache file is written atomically, and one that cannot be read is recomputed."""
+    ds = image_folder(folder, eval_transform(size), classes)
     cache = None
     if cache_dir is not None:
-        tag = f"{_fingerprint(model)}|stage{getattr(model, 'stage', 4)}|{Path(folder).resolve()}|{size}|{len(ds)}"
+        tag = (f"{_fingerprint(model)}|stage{getattr(model, 'stage', 4)}|{Path(folder).resolve()}|{size}|{len(ds)}|"
+               + "/".join(ds.classes))
         cache = Path(cache_dir) / f"feats_{hashlib.sha256(tag.encode()).hexdigest()[:20]}.pt"
         hit = _read_cache(cache, len(ds))
         if hit is not None:

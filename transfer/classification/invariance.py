@@ -24,10 +24,10 @@ import textwrap
 import torch
 from torch import nn
 from torchvision.datasets import ImageFolder
-from torchvision.io import ImageReadMode, decode_image, read_file
 from tqdm import tqdm
 
 from pretrain.augment import AugPipeline
+from pretrain.images import read_rgb
 
 STAGES = (1, 2, 3, 4)
 FULL = dict(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), blur_sigma=(0.1, 2.0))  # the method's strengths
@@ -99,7 +99,7 @@ def invariance_map(net: nn.Module, paths: list[str], size: int, device: str = "c
     """{"layer<s>": {augmentation: {"mean", "low", "high"}}} for a torchvision ResNet `net` (eval mode)."""
     net = net.to(device).eval()
     plain, augs = pipelines(size)
-    images = [decode_image(read_file(p), mode=ImageReadMode.RGB) for p in paths]
+    images = [read_rgb(p) for p in paths]
 
     def features(pipe: AugPipeline, name: str) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(seed * 1000 + list(augs).index(name) if name in augs else seed)

@@ -53,15 +53,17 @@ def _rank_world():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classes: int, preset: dict, size: int = 224,
+def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, classes: list[str], preset: dict, size: int = 224,
                  workers: int = 4, device: str = "cpu", seed: int = 0, log=print) -> dict:
     """Train fc on frozen pooled features with RandomResizedCrop+flip; evaluate with Resize+CenterCrop after
-    every epoch (every validation image, the last partial batch included), as MoCo's main_lincls does.
+    every epoch (every validation image, the last partial batch included), as MoCo's main_lincls does. Labels
+    index `classes` (train's) by name in both splits.
 
     Returns metrics of the final epoch (top1, top5, per_class) and `best` (top1, top5, epoch: the best
     epoch's), the effective lr (preset lr x batch/256), the milestones (epochs), the lr the optimizer used
     in each epoch, epochs, seconds."""
     rank, world = _rank_world()
+    num_classes = len(classes)
     torch.manual_seed(seed)
     backbone = backbone.to(device).eval()
     for p in backbone.parameters():
@@ -79,12 +81,12 @@ def train_linear(backbone: nn.Module, train_dir: Path, val_dir: Path, num_classe
     epochs = preset["epochs"]
     milestones = [math.floor(m * epochs) for m in preset["milestones"]]
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, 0.1)
-    train_ds = image_folder(train_dir, train_transform(size))
+    train_ds = image_folder(train_dir, train_transform(size), classes)
     sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=seed) if world > 1 else None
     g = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
                         drop_last=len(train_ds) >= batch * world, generator=g, persistent_workers=workers > 0)
-    val_loader = DataLoader(image_folder(val_dir, eval_transform(size)), batch_size=batch,
+    val_loader = DataLoader(image_folder(val_dir, eval_transform(size), classes), batch_size=batch,
                             num_workers=workers, drop_last=False)
     t0 = time.time()
     best = {"top1": -1.0}

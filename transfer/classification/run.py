@@ -19,11 +19,13 @@ from ..protocol import label
 from ..result import write_result
 from ..weights import CheckpointError
 from .colour_probe import colour_probe
-from .datasets import REGISTRY, resolve
+from .datasets import REGISTRY, resolve, split_classes
 from .features import build_backbone, extract_features
 from .invariance import invariance_map, pick_images, plot
 from .knn import knn_predict, per_class_accuracy, topk_accuracy
 from .linear import FAST, PRESETS, linear_on_features, train_linear
+
+INVARIANCE_IMAGES = 256  # the invariance map's standard image count
 
 
 def get_args_parser(task: str) -> argparse.ArgumentParser:
@@ -45,7 +47,7 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
                    "runs may share one)")
     p.add_argument("--overwrite", action="store_true", help="start over in --output, deleting the run there")
     if task == "invariance":
-        p.add_argument("--images", type=number(int, 2), default=256, help="images of the val split (spread over its classes)")
+        p.add_argument("--images", type=number(int, 2), default=INVARIANCE_IMAGES, help="images of the val split (spread over its classes)")
     elif task == "colour_probe":
         p.add_argument("--pairs", type=number(int, 1), default=1, help="view pairs per image (more pairs for small datasets)")
         p.add_argument("--epochs", type=number(int, 1), default=100, help="epochs of the linear probe on the pair features")
@@ -78,6 +80,7 @@ def _main(task: str, argv: list[str]) -> int:
     folder = run_folder(out, task)
     try:
         ds, train_dir, val_dir = resolve(args.dataset, args.data)
+        classes, absent = split_classes(train_dir, val_dir)
         options = {k: getattr(args, k) for k in OPTIONS[task]}
         if task == "linear_cls" and options["preset"] is None:
             options["preset"] = ds.preset if ds.preset in PRESETS else "moco"
@@ -99,16 +102,23 @@ def _main(task: str, argv: list[str]) -> int:
     print(f"[{task}] {ds.title}: backbone {report['arch']} layer{args.stage} from {report['source']} "
           f"({report['loaded']} tensors loaded, missing {len(report['missing'])}, unexpected {len(report['unexpected'])})")
     cache = args.cache_dir or out / "feature_cache"
-    features = lambda d, what: extract_features(model, d, args.size, args.batch_size, args.workers, args.device, cache, what)
+    if absent:
+        print(f"[{task}] {len(absent)} training class(es) have no images in {val_dir}: {', '.join(absent[:10])}"
+              f"{' ...' if len(absent) > 10 else ''} (per-class results: null; recorded as `absent_classes`)")
+    features = lambda d, what: extract_features(model, d, args.size, args.batch_size, args.workers, args.device, cache, what,
+                                                classes)
     changes = [f"image size 224 -> {args.size}"] if args.size != 224 else []
-    if args.stage != 4:
+    if args.stage != 4 and task != "invariance":  # the map covers every stage
         changes.append(f"features of layer{args.stage} instead of layer4")
-    result = dict(weights=args.weights, seed=args.seed, load_report=report, started=started, dataset=ds.title, stage=args.stage)
+    result = dict(weights=args.weights, seed=args.seed, load_report=report, started=started, dataset=ds.title, stage=args.stage,
+                  absent_classes=absent)
     if task == "invariance":
+        if args.images != INVARIANCE_IMAGES:
+            changes.append(f"images {INVARIANCE_IMAGES} -> {args.images}")
         paths = pick_images(val_dir, args.images)
         matrix = invariance_map(model.net, paths, args.size, args.device, args.batch_size, args.seed)
         plot(matrix, out / "invariance.png", f"invariance of pooled features ({report['source']})")
-        write_result(out, task, protocol="demo" if ds.demo else "standard", changes=changes[:1],
+        write_result(out, task, protocol=label("demo" if ds.demo else "standard", changes), changes=changes,
                      protocol_name="invariance map (stage x augmentation), see README", metrics={"matrix": matrix},
                      images=len(paths), **result)
         folder.finish()
@@ -121,7 +131,7 @@ def _main(task: str, argv: list[str]) -> int:
         details = dict(pairs=args.pairs, **res)
         name = f"colour-information probe (paper Sec. 5.2), layer{args.stage}"
     elif task == "knn":
-        tf, ty, classes = features(train_dir, "train features")
+        tf, ty, _ = features(train_dir, "train features")
         vf, vy, _ = features(val_dir, "val features")
         by_k = {}
         changes += [f"k {k} -> {len(tf)} (every training image)" for k in args.k if k > len(tf)]
@@ -144,12 +154,11 @@ def _main(task: str, argv: list[str]) -> int:
                 changes.append(f"{'fast probe ' if args.fast else ''}{key} {preset[key]} -> {getattr(args, key)}")
                 preset[key] = getattr(args, key)
         if args.fast:
-            tf, ty, classes = features(train_dir, "train features")
+            tf, ty, _ = features(train_dir, "train features")
             vf, vy, _ = features(val_dir, "val features")
             res = linear_on_features(tf, ty, vf, vy, len(classes), epochs=preset["epochs"], lr=preset["lr"], seed=args.seed)
         else:
-            classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-            res = train_linear(model, train_dir, val_dir, len(classes), preset, args.size, args.workers, args.device, args.seed)
+            res = train_linear(model, train_dir, val_dir, classes, preset, args.size, args.workers, args.device, args.seed)
         protocol = label("demo" if preset_name == "demo" or ds.demo else preset["label"], changes)
         details = dict(preset=preset_name, preset_values=preset, classes=classes, **res)
         name = preset["name"] + ("" if args.fast else "; top1/top5: final epoch (best: `best`)")

@@ -17,7 +17,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances, register_pascal_voc
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
 
-from ..datacheck import require_files
+from ..datacheck import box_report, require_files
 
 VOC_NAMES = {f"voc_{year}_{split}": (f"VOC{year}", split, int(year))
              for year in ("2007", "2012") for split in ("train", "val", "trainval", "test")}
@@ -50,15 +50,28 @@ def voc_classes_in(root: Path, names: list[str]) -> list[str]:
     return [c for c in VOC_CLASSES if c in seen]
 
 
+def _splits(names: list[str]) -> list[tuple[str, set[str]]]:
+    """The data check's (task kind, splits) of detectron2 dataset names."""
+    voc = {"/".join(VOC_NAMES[n][:2]) for n in names if n in VOC_NAMES}
+    coco = {COCO_NAMES[n][0].split("/")[1] for n in names if n in COCO_NAMES and n.startswith("coco_2017")}
+    return [(task, splits) for task, splits in (("voc_det", voc), ("coco_det", coco)) if splits]
+
+
 def require_dataset_files(root: str | Path, names: list[str]) -> None:
     """Before training (in the launching process): every image and annotation that the VOC splits list,
     and every image that the COCO JSONs list, exists; else a FileNotFoundError naming the files and split."""
-    root = Path(root).expanduser()
-    voc = {"/".join(VOC_NAMES[n][:2]) for n in names if n in VOC_NAMES}
-    coco = {COCO_NAMES[n][0].split("/")[1] for n in names if n in COCO_NAMES and n.startswith("coco_2017")}
-    for task, splits in (("voc_det", voc), ("coco_det", coco)):
-        if splits:
-            require_files(task, root, splits)
+    for task, splits in _splits(names):
+        require_files(task, Path(root).expanduser(), splits)
+
+
+def dataset_box_report(root: str | Path, names: list[str]) -> dict:
+    """What detectron2 does to the boxes of these datasets (`datacheck.box_report`, merged): dropped and
+    clipped counts and the files, for the run's record."""
+    out = {"dropped": 0, "clipped": 0, "files": {}}
+    for task, splits in _splits(names):
+        r = box_report(task, Path(root).expanduser(), splits)
+        out = {"dropped": out["dropped"] + r["dropped"], "clipped": out["clipped"] + r["clipped"], "files": {**out["files"], **r["files"]}}
+    return out
 
 
 def register_root(root: str | Path, names: list[str], classes_from_data: bool = False) -> list[str]:

@@ -27,6 +27,6 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
                  protocol_name=cfg.HIERAUG.PROTOCOL_NAME, metrics=summary, load_report=report, started=info["started"],
                  config=info["config"], source=info["source"], iterations=cfg.SOLVER.MAX_ITER, batch_size=cfg.SOLVER.IMS_PER_BATCH,
                  eval_only=info["eval_only"], resumed=resumed, equivalent_changes=info["equivalent_changes"], run=run or {},
-                 per_class_AP=per_class, classes=classes)
+                 per_class_AP=per_class, classes=classes, boxes=info.get("boxes"))
     line = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in list(s.items())[:3] if v is not None) for kind, s in summary.items())
     print(f"[{task}] {line}  -> {out / 'metrics.json'}")

@@ -71,10 +71,16 @@ def _main(task: str, argv: list[str]) -> int:
     from detectron2.engine import launch
 
     started = time.time()
-    from .datasets import require_dataset_files
+    from .datasets import dataset_box_report, require_dataset_files
 
     args = get_args_parser(task).parse_args(argv)
     args.opts = [o for o in args.opts if o != "--"]
+    visible = torch.cuda.device_count()
+    if args.num_gpus > 1 and args.num_gpus > visible:  # detectron2's DDP needs one GPU per process
+        print(f"error: --num-gpus {args.num_gpus} starts {args.num_gpus} processes, one per GPU, but this machine has {visible} "
+              f"visible GPU(s) (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use --num-gpus "
+              f"{max(1, visible)} (the preset's total batch is kept) or run where {args.num_gpus} GPUs are visible", file=sys.stderr)
+        return 2
     out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(args.weights or 'random').stem}_s{args.seed}").resolve()
     if args.num_machines > 1 and args.dist_url == "auto":
         print("error: --dist-url tcp://HOST:PORT is required with --num-machines > 1", file=sys.stderr)
@@ -98,8 +104,14 @@ def _main(task: str, argv: list[str]) -> int:
             print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
                   "(--eval-only evaluates it again, --overwrite runs it again)")
             return 0
+        boxes = None
         if not args.eval_only:
             require_dataset_files(args.data_root, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+            boxes = dataset_box_report(args.data_root, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+            if boxes["dropped"] or boxes["clipped"]:
+                print(f"[{task}] boxes: {boxes['dropped']} dropped (zero area or outside the image), {boxes['clipped']} clipped "
+                      f"to the image, in {len(boxes['files'])} file(s), e.g. {next(iter(boxes['files']))} (recorded in "
+                      f"metrics.json `boxes`; tools/check_data.py {args.data_root} --task {task} lists them)")
     except (CheckpointError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -115,7 +127,7 @@ def _main(task: str, argv: list[str]) -> int:
         weights.write()
     info = {"task": task, "weights": args.weights, "source": weights.source, "prepared": weights, "config": str(path),
             "protocol": label, "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only,
-            "data_root": args.data_root, "started": started}
+            "data_root": args.data_root, "started": started, "boxes": boxes}
     launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
            args=(cfg, info))
     if args.machine_rank == 0 and not (out / "metrics.json").is_file():  # only machine 0 writes results
