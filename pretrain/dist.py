@@ -31,24 +31,69 @@ class DistInfo:
         return self.world_size > 1
 
 
+class LaunchError(RuntimeError):
+    """A process started in a way that cannot form the process group it describes; the message says how to launch."""
+
+
 def slurm_port() -> str:
     """A rendezvous port per SLURM job (29500 + job id mod 1000): two jobs sharing a node do not collide."""
     return str(29500 + int(os.environ.get("SLURM_JOB_ID", "0")) % 1000)
 
 
+def expand_hostlist(nodes: str) -> list[str]:
+    """SLURM's compressed host list as host names, in order, as `scontrol show hostnames` gives them:
+    "gpu[01-03,07],cpu5" -> gpu01 gpu02 gpu03 gpu07 cpu5; ranges keep their zero padding; several bracket
+    groups in one name multiply ("r[1-2]n[01-02]" -> r1n01 r1n02 r2n01 r2n02)."""
+    hosts, name, depth = [], "", 0
+    for ch in nodes.strip() + ",":
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            if name:
+                hosts += _expand_one(name)
+            name = ""
+        else:
+            name += ch
+    return hosts
+
+
+def _expand_one(name: str) -> list[str]:
+    if "[" not in name:
+        return [name]
+    head, rest = name.split("[", 1)
+    group, tail = rest.split("]", 1)
+    values = []
+    for part in group.split(","):
+        lo, _, hi = part.partition("-")
+        if not hi:
+            values.append(lo)
+            continue
+        if int(hi) < int(lo):
+            raise ValueError(f"SLURM host list {name!r}: range {part} runs backwards")
+        values += [str(i).zfill(len(lo)) for i in range(int(lo), int(hi) + 1)]
+    return [head + v + t for v in values for t in _expand_one(tail)]
+
+
 def _slurm_env() -> dict[str, str] | None:
-    """torchrun-style variables derived from SLURM's (one task per GPU under srun)."""
+    """torchrun-style variables derived from SLURM's (one task per GPU under srun: the step's task count is the
+    world size); None outside SLURM, under torchrun, or for a batch script's single task."""
     if "SLURM_PROCID" not in os.environ or "RANK" in os.environ:
         return None
-    env = {"RANK": os.environ["SLURM_PROCID"], "WORLD_SIZE": os.environ.get("SLURM_NTASKS", "1"),
+    if "SLURM_STEP_NUM_TASKS" not in os.environ:  # the batch script itself, not a task that srun started
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            raise LaunchError(
+                f"this job has SLURM_NTASKS={os.environ['SLURM_NTASKS']} tasks, but this process was started by the batch script, "
+                "not by srun, so the other tasks never come: launch it with `srun python -m pretrain.train ...` (one task per "
+                "GPU), or run `tools/pretrain.sh CONFIG NUM_GPUS` (torchrun) in the script instead")
+        return None
+    env = {"RANK": os.environ["SLURM_PROCID"], "WORLD_SIZE": os.environ["SLURM_STEP_NUM_TASKS"],
            "LOCAL_RANK": os.environ.get("SLURM_LOCALID", "0")}
     if "MASTER_ADDR" not in os.environ:
         nodes = os.environ.get("SLURM_JOB_NODELIST", os.environ.get("SLURM_NODELIST", "127.0.0.1"))
         try:
             host = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
                                   check=True).stdout.split()[0]
-        except (OSError, subprocess.CalledProcessError, IndexError):
-            host = nodes.split(",")[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):  # no scontrol (containers): expand the list here
+            host = expand_hostlist(nodes)[0]
         env["MASTER_ADDR"] = host
     env.setdefault("MASTER_PORT", os.environ.get("MASTER_PORT", slurm_port()))
     return env

@@ -16,7 +16,7 @@ import sys
 
 from .cli import guarded
 from .config import ConfigError, load_config
-from .dist import init_distributed
+from .dist import LaunchError, init_distributed
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(cfg, indent=2))
         return 0
-    return guarded(lambda: _train(cfg, args.overwrite))
+    return guarded(lambda: _train(cfg, args.overwrite), LaunchError)
 
 
 def _train(cfg: dict, overwrite: bool) -> int:

@@ -95,8 +95,8 @@ def test_slurm_variables_become_torchrun_ones(monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")  # no scontrol: the first node of the list
-    for k, v in {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
-                 "SLURM_JOB_NODELIST": "gpu17,gpu18"}.items():
+    for k, v in {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1",
+                 "SLURM_JOB_ID": "123456", "SLURM_JOB_NODELIST": "gpu17,gpu18"}.items():
         monkeypatch.setenv(k, v)
     assert _slurm_env() == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu17", "MASTER_PORT": str(29500 + 456)}
     monkeypatch.setenv("RANK", "0")  # torchrun's variables win

@@ -30,7 +30,7 @@ def slurm_task(monkeypatch):
         for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):  # init_distributed sets them: undone after the test
             monkeypatch.setenv(k, "")
             monkeypatch.delenv(k)
-        for k, v in {"SLURM_PROCID": str(local_id), "SLURM_NTASKS": "4", "SLURM_LOCALID": str(local_id),
+        for k, v in {"SLURM_PROCID": str(local_id), "SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": str(local_id),
                      "SLURM_JOB_ID": "77", "MASTER_ADDR": "127.0.0.1"}.items():
             monkeypatch.setenv(k, v)
     return env

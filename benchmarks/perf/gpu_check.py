@@ -58,6 +58,11 @@ class Setting:
     work: Path
     dry: bool
 
+    def images_needed(self) -> int:
+        """Images one epoch must hold for every section's draws from one loader iterator: `train_rate` takes
+        warmup + steps batches, `host_syncs` 2, `augment_parity` 8 images."""
+        return max(self.batch * (self.warmup + self.steps), 2 * self.batch, 8)
+
     def overrides(self, *extra: str) -> list[str]:
         o = [f"method.arch={self.arch}", f"augment.size={self.size}", f"optim.batch_size={self.batch}",
              f"data.workers={self.workers}", f"data.train={self.data}", f"train.output={self.work / 'run'}",
@@ -322,6 +327,19 @@ def flop_ratio(s: Setting, bar, measured: dict) -> dict:
     return res
 
 
+GLOBAL_BATCH = 256  # the presets' total batch (8 GPUs x 32)
+
+
+def setting(dry: bool, gpus_in_job: int, data: Path, work: Path) -> Setting:
+    """The check's setting: on a GPU, ResNet-50 at 224 px with the per-GPU batch a job of `gpus_in_job` GPUs runs
+    (256 / 16 = 16 per GPU), 10 warm-up steps (cudnn's autotuning and the loader's start stay out of the timed
+    window) and 30 timed steps; dry: the same arithmetic at toy size on the CPU."""
+    if dry:
+        return Setting(torch.device("cpu"), "resnet18", 32, 4, 2, 1, 0, data, work, True)
+    return Setting(torch.device("cuda", 0), "resnet50", 224, GLOBAL_BATCH // gpus_in_job, 30, 10, min(8, os.cpu_count() or 1),
+                   data, work, False)
+
+
 SECTIONS = ("throughput", "host_syncs", "augment_parity", "batching_equal", "two_process", "methods", "flop_ratio")
 
 
@@ -333,6 +351,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=None, help="an ImageFolder root to read (default: generated JPEGs)")
     p.add_argument("--budget-s", type=float, default=480, help="stop starting sections after this many seconds")
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run these sections only")
+    p.add_argument("--gpus-in-job", type=int, default=8, choices=[1, 2, 4, 8, 16, 32],
+                   help=f"the job the per-GPU batch stands for: {GLOBAL_BATCH} / this (default 8: 32 per GPU)")
     args = p.parse_args(argv)
     if not args.dry and not torch.cuda.is_available():
         print("error: no CUDA GPU is visible; run on a GPU node, or --dry to check the script on the CPU", file=sys.stderr)
@@ -341,18 +361,17 @@ def main(argv=None) -> int:
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = args.data
-        if data is None:
-            data = work / "data"
-            write_images(data / "cls", 24 if args.dry else 640, (48, 64) if args.dry else (375, 500))
-        if args.dry:
-            s = Setting(torch.device("cpu"), "resnet18", 32, 4, 2, 1, 0, data, work, True)
-        else:
-            s = Setting(torch.device("cuda", 0), "resnet50", 224, 32, 20, 5, min(8, os.cpu_count() or 1), data, work, False)
+        s = setting(args.dry, args.gpus_in_job, args.data or work / "data", work)
+        if args.data is None:
+            write_images(s.data / "cls", s.images_needed(), (48, 64) if args.dry else (375, 500))
+        elif sum(1 for _ in s.data.rglob("*.*")) < s.images_needed():
+            print(f"error: --data {s.data} holds fewer than the {s.images_needed()} images the check draws", file=sys.stderr)
+            return 2
         result = {"device": torch.cuda.get_device_name(0) if s.device.type == "cuda" else platform.processor() or "cpu",
                   "dry": args.dry, "torch": torch.__version__, "cuda": torch.version.cuda,
-                  "setting": {"arch": s.arch, "size": s.size, "batch_per_gpu": s.batch, "steps": s.steps,
-                              "workers": s.workers}, "sections": {}, "seconds": None}
+                  "setting": {"arch": s.arch, "size": s.size, "batch_per_gpu": s.batch, "gpus_in_job": args.gpus_in_job,
+                              "global_batch": s.batch * args.gpus_in_job, "warmup_steps": s.warmup, "steps": s.steps,
+                              "images": s.images_needed(), "workers": s.workers}, "sections": {}, "seconds": None}
         sections = args.only or SECTIONS
         bar = tqdm(sections, desc="gpu check", unit="section")
         for name in bar:
