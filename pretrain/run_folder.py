@@ -6,15 +6,24 @@ by every later command that writes into the same folder.
     request    the same inputs as the command line gave them (the benchmark runner's cache key)
     settings   what does not change the result (workers, log interval, process count, git commit)
     status     "running" until the whole schedule has run, then "finished"
+The process that claims the folder holds `<folder>/.lock` (`FolderLock`) until it finishes or exits: a
+second command into a folder in use is refused, naming the host and process that hold it.
 A later command into the folder: same identity -> resume (or "already finished", touching nothing);
 other identity -> `RunConflict`, naming every difference and the two ways out (another folder, or
 overwrite). A changed setting is allowed and logged in the record's history.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 import shutil
+import socket
+import sys
+import threading
+import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,6 +110,116 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+LOCK_FILE = ".lock"
+HEARTBEAT_S = 60  # the holder touches its lock this often
+STALE_S = 600     # a lock on another host untouched this long belongs to a process that is gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class FolderLock:
+    """One writer per run folder: `<folder>/.lock` made with O_EXCL (atomic on local and NFS file systems),
+    holding the host, process id, start time and command; refreshed every HEARTBEAT_S while held. A lock
+    whose process is gone (same host: no such pid; another host: untouched for STALE_S) is taken over.
+    The process that holds it may take it again (a tool called twice in one process)."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / LOCK_FILE
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "command": " ".join(sys.argv)[:300]}
+        self._stop: threading.Event | None = None
+
+    def holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # being written this very moment, or a broken file: judged by its age below
+            return {}
+
+    def _stale(self, h: dict) -> bool:
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if h.get("host") == self.me["host"] and isinstance(h.get("pid"), int):
+            return not _alive(h["pid"])
+        return age > STALE_S
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                h = self.holder()
+                if h is None:
+                    continue  # released between the two calls
+                if h.get("host") == self.me["host"] and h.get("pid") == self.me["pid"]:
+                    return self._hold()
+                if not self._stale(h):
+                    raise RunConflict(
+                        f"{self.path.parent} is in use by another run: host {h.get('host', '?')}, process {h.get('pid', '?')}, "
+                        f"since {h.get('since', '?')} ({h.get('command', '?')}). One run writes a folder at a time; wait for it, "
+                        f"or write elsewhere. If that process is gone, delete {self.path}.")
+                try:  # a dead holder's lock: moved aside atomically, so two takers cannot both remove it
+                    os.rename(self.path, self.path.with_name(f"{LOCK_FILE}.stale.{uuid.uuid4().hex[:8]}"))
+                except FileNotFoundError:
+                    pass
+                for old in self.path.parent.glob(f"{LOCK_FILE}.stale.*"):
+                    old.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.me, f)
+            return self._hold()
+        raise RunConflict(f"could not take the lock {self.path} (it changed hands repeatedly); rerun")
+
+    def _hold(self) -> None:
+        if self._stop is None:
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, args=(self._stop,), daemon=True).start()
+            atexit.register(self.release)
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        h = self.holder()
+        if h and h.get("host") == self.me["host"] and h.get("pid") == self.me["pid"]:
+            self.path.unlink(missing_ok=True)
+
+
+_LOCKS: dict[Path, FolderLock] = {}
+
+
+def lock_folder(folder: str | Path) -> FolderLock:
+    """Hold `folder`'s lock for this process (until it exits or `release_folder`); RunConflict names another holder."""
+    key = Path(folder).resolve()
+    lock = _LOCKS.setdefault(key, FolderLock(key))
+    lock.acquire()
+    return lock
+
+
+def release_folder(folder: str | Path) -> None:
+    lock = _LOCKS.pop(Path(folder).resolve(), None)
+    if lock is not None:
+        lock.release()
+
+
 class RunFolder:
     """The run in `path`. `kind` names what runs there ("pretrain", "transfer:voc_det", ...); `elsewhere`
     and `overwrite` are how this tool spells the two ways out of a conflict."""
@@ -159,10 +278,25 @@ class RunFolder:
         """Claim the folder for a run: "new", "resume" or "finished" (then nothing is written).
         `overwrite` empties a folder that holds a run first. Only `is_main` writes; `event` names what
         this command does in the record's history (default: start / resume)."""
+        if not is_main:
+            return self._open(identity, settings, request, overwrite, is_main, log, event)
+        lock_folder(self.path)  # before reading the record: two commands cannot both find the folder free
+        try:
+            state = self._open(identity, settings, request, overwrite, is_main, log, event)
+        except BaseException:
+            release_folder(self.path)
+            raise
+        if state == "finished":  # nothing to write: the folder stays free
+            release_folder(self.path)
+        return state
+
+    def _open(self, identity, settings, request, overwrite, is_main, log, event) -> str:
         if overwrite and (self.file.exists() or self.has_artefacts()):
             if is_main:
                 log(f"[run] {self.overwrite_flag}: deleting the run in {self.path}")
-                shutil.rmtree(self.path)
+                for p in self.path.iterdir():
+                    if p.name != LOCK_FILE:
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             state = "new"
         else:
             state = self.check(identity)
@@ -199,3 +333,4 @@ class RunFolder:
             return
         rec.update(status="finished", finished=_now(), **extra)
         write_json(self.file, rec)
+        release_folder(self.path)

@@ -61,3 +61,63 @@ def test_the_gpu_checks_draws_fit_the_images_it_writes(tmp_path, dry, gpus):
     assert batches >= s.warmup + s.steps and batches >= 2 and s.images_needed() >= 8
     if not dry:
         assert s.batch == 256 // gpus and s.warmup >= 10 and s.steps >= 30
+
+
+def test_a_folder_in_use_by_a_live_process_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
+    """Two commands into one folder: the second is refused naming the holder; a lock whose process is gone
+    (same host: no such pid; another host: untouched past STALE_S) is taken over."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from pretrain.run_folder import LOCK_FILE, STALE_S, RunConflict, RunFolder, release_folder
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / LOCK_FILE
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid, "since": "t", "command": "pretrain A"}))
+        with pytest.raises(RunConflict, match=f"process {other.pid}.*pretrain A"):
+            RunFolder(tmp_path, "pretrain").open({"a": 1}, {})
+        assert not (tmp_path / "run.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert RunFolder(tmp_path, "pretrain").open({"a": 1}, {}) == "new"  # its process is gone: taken over
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    release_folder(tmp_path)
+    assert not lock.exists()
+    lock.write_text(json.dumps({"host": "gpu-node-17", "pid": 1, "since": "t", "command": "x"}))
+    with pytest.raises(RunConflict, match="gpu-node-17"):
+        RunFolder(tmp_path, "pretrain").open({"a": 1}, {})
+    os.utime(lock, (lock.stat().st_atime - STALE_S - 5, lock.stat().st_mtime - STALE_S - 5))
+    assert RunFolder(tmp_path, "pretrain").open({"a": 1}, {}) in ("new", "resume")
+    release_folder(tmp_path)
+
+
+def test_two_identical_pretrainings_a_moment_apart_do_not_both_train(demo_world, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    data = tmp_path / "data"
+    for cls in sorted(p.name for p in (demo_world / "imagefolder/train").iterdir())[:2]:
+        (data / cls).mkdir(parents=True)
+        for img in sorted((demo_world / "imagefolder/train" / cls).iterdir())[:8]:
+            (data / cls / img.name).symlink_to(img)
+    cmd = [sys.executable, "-m", "pretrain.train", str(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml"),
+           f"data.train={data}", f"train.output={tmp_path / 'run'}", "data.workers=0", "optim.batch_size=4", "optim.epochs=3",
+           "augment.size=32", "train.log_every=1"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (tmp_path / "run/.lock").exists() and time.time() - t0 < 120:
+        time.sleep(0.05)
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 1 and "is in use by another run" in second.stderr and str(first.pid) in second.stderr
+    steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "run/log.jsonl").read_text().splitlines()) if "step" in r]
+    assert steps == sorted(set(steps)) and not (tmp_path / "run/.lock").exists()
