@@ -168,7 +168,7 @@ class FolderLock:
                     raise RunConflict(
                         f"{self.path.parent} is in use by another run: host {h.get('host', '?')}, process {h.get('pid', '?')}, "
                         f"since {h.get('since', '?')} ({h.get('command', '?')}). One run writes a folder at a time; wait for it, "
-                        f"or write elsewhere. If that process is gone, delete {self.path}.")
+                        f"or write elsewhere. If that process is gone, delete {self.path}.") from None
                 try:  # a dead holder's lock: moved aside atomically, so two takers cannot both remove it
                     os.rename(self.path, self.path.with_name(f"{LOCK_FILE}.stale.{uuid.uuid4().hex[:8]}"))
                 except FileNotFoundError:
