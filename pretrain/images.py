@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS  # what ImageFolder reads
 
 BACKGROUND = 255  # white, behind transparent pixels
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's ImageFolder's
 
 
 def _has_alpha(im: Image.Image) -> bool:
@@ -96,3 +96,9 @@ def is_image_name(name: str) -> bool:
 def class_folders(root: str | Path) -> list[str]:
     """The class folder names of an ImageFolder split, sorted (as torchvision's `find_classes`)."""
     return sorted(e.name for e in os.scandir(root) if e.is_dir())
+
+
+def split_difference(train: str | Path, val: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """(train's classes, val's classes that train lacks, train's classes that val lacks), each sorted."""
+    classes, val_classes = class_folders(train), class_folders(val)
+    return classes, sorted(set(val_classes) - set(classes)), sorted(set(classes) - set(val_classes))

@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pretrain.images import class_folders, conversion, is_image_name
+from pretrain.images import class_folders, conversion, is_image_name, split_difference
 
+from .classification.datasets import resolve
 from .tasks import TASKS as TRANSFER_TASKS
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -80,18 +81,16 @@ def _imagefolder_split(root: Path, split: Path) -> tuple[list[Item], list[dict]]
 def _imagefolder(task: str, root: Path) -> tuple[list[Item], list[dict]]:
     if task == "pretrain":
         return _imagefolder_split(root, root)
-    train = root / "train"
-    val = next((root / v for v in ("val", "test") if (root / v).is_dir()), None)
+    _, train, val = resolve(None, root)  # the evaluation split the probes pick (val/, else test/)
     items, faults = _imagefolder_split(root, train)
-    if val is not None:
-        more, more_faults = _imagefolder_split(root, val)
-        items, faults = items + more, faults + more_faults
-        have, want = set(class_folders(val)), set(class_folders(train))
-        faults += [fault(val.name, val / c, f"class folder that {train} lacks: the probes stop (its images cannot be scored "
-                         "against train's classes)") for c in sorted(have - want)]
-        faults += [fault(val.name, val / c, f"train class with no images in {val}: scored as absent (null per class)",
-                         "warning") for c in sorted(want - have)]
-    return items, faults
+    more, more_faults = _imagefolder_split(root, val)
+    _, extra, absent = split_difference(train, val)
+    faults += more_faults
+    faults += [fault(val.name, val / c, f"class folder that {train} lacks: the probes stop (its images cannot be scored "
+                     "against train's classes)") for c in extra]
+    faults += [fault(val.name, val / c, f"train class with no images in {val}: scored as absent (null per class)",
+                     "warning") for c in absent]
+    return items + more, faults
 
 
 def _voc_det(root: Path) -> list[Item]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pretrain.images import class_folders, open_rgb
+from pretrain.images import open_rgb, split_difference
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,12 @@ def split_classes(train: str | Path, val: str | Path) -> tuple[list[str], list[s
     """(the label space: train's class folders, sorted; train's classes that val lacks). Val's labels are
     mapped to train's by class *name* (`image_folder(val, classes=...)`); a val class that train lacks is a
     ValueError naming it, since its images cannot be scored against train's classes."""
-    classes, val_classes = class_folders(train), class_folders(val)
-    extra = sorted(set(val_classes) - set(classes))
+    classes, extra, absent = split_difference(train, val)
     if extra:
         raise ValueError(f"{val} has class folder(s) {extra[:5]}{' ...' if len(extra) > 5 else ''} that {train} lacks: their "
                          "images cannot be scored against train's classes. Remove them from the evaluation split or add "
                          f"them to {Path(train).name}/ (tools/check_data.py {Path(train).parent} --task cls lists the split differences)")
-    return classes, sorted(set(classes) - set(val_classes))
+    return classes, absent
 
 
 def _load(path: str) -> Image.Image:
