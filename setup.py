@@ -26,7 +26,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["pretrain*", "transfer*", "benchmarks*"]),
     include_package_data=True,
-    install_requires=pinned("torch", "torchvision")
+    install_requires=pinned("torch", "torchvision", "submitit")
     + ["numpy", "pyyaml", "tqdm", "pillow", "pycocotools", "matplotlib", "tensorboard", "scipy"],
     extras_require={
         "seg": pinned("mmengine", "mmcv", "mmsegmentation") + ["ftfy", "regex"],

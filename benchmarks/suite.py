@@ -91,6 +91,7 @@ class Suite:
     references: bool = True
     launch: dict[str, str] = field(default_factory=dict)  # task -> launcher command ("" = this python)
     pretrain: Pretraining = field(default_factory=Pretraining)
+    path: Path | None = None  # the suite file it was read from (absolute)
 
     def cells(self):
         """Every (checkpoint, task column, seed), in the order they run."""
@@ -271,4 +272,4 @@ def load_suite(path: str | Path) -> Suite:
     pretrain = Pretraining([str(o) for o in pre.get("overrides") or []], str(pre.get("launch") or ""), bool(pre.get("per_seed", False)))
     out = Path(doc.get("output") or f"work_dirs/bench/{doc.get('name', path.stem)}").resolve()
     return Suite(doc.get("name", path.stem), out, ckpts, tasks, seeds, doc.get("baseline"), doc.get("references", True), launch,
-                 pretrain)
+                 pretrain, path.resolve())

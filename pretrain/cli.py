@@ -1,13 +1,15 @@
 """How every entry point ends: a result, or one line saying what went wrong and what to do.
 
 `guarded(main)` turns the errors that describe bad input or a conflicting folder into "error: ..."
-(exit 1) and Ctrl-C into "interrupted ..." (exit 130); anything else is a bug and keeps its traceback.
+(exit 1), a stop for a preemption signal after its checkpoint into "preempted: ..." (exit 75, `preempt`),
+and Ctrl-C into "interrupted ..." (exit 130); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import sys
 
 from .config import ConfigError
+from .preempt import EXIT_PREEMPTED, Preempted
 from .run_folder import RunConflict
 
 
@@ -18,6 +20,9 @@ def guarded(main, *errors: type[BaseException], resume_hint: str = "rerun the sa
     except KeyboardInterrupt:
         print(f"\ninterrupted (Ctrl-C); {resume_hint}", file=sys.stderr)
         return 130
+    except Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except (ConfigError, RunConflict, OSError, FloatingPointError, *errors) as e:
         kind = "" if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: "  # input errors speak for themselves
         print(f"error: {kind}{e}", file=sys.stderr)

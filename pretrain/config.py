@@ -99,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
         "cudnn_benchmark": True,    # GPU: cuDNN autotuning (input sizes are fixed)
         "sync_bn": True,            # SyncBN when there are several processes
         "ckpt_every_steps": 0,      # also checkpoint every N steps (0: only at epoch ends)
+        "ckpt_every_minutes": 30,   # also checkpoint when this long has passed since the last one (0: never)
         "keep_every_epochs": 0,     # keep epoch_XXXX.pth every N epochs (0: only last.pth)
         "log_every": 10,
         "max_steps": 0,             # stop after this many steps (0: the whole schedule); for smoke runs
@@ -251,7 +252,8 @@ RANGES = {
     "augment.rotate_p": (False, 0, 1, False),
     "data.workers": (True, 0, None, False), "data.max_bad_fraction": (False, 0, 1, False),
     "train.seed": (True, 0, None, False), "train.log_every": (True, 1, None, False),
-    "train.ckpt_every_steps": (True, 0, None, False), "train.keep_every_epochs": (True, 0, None, False),
+    "train.ckpt_every_steps": (True, 0, None, False), "train.ckpt_every_minutes": (False, 0, None, False),
+    "train.keep_every_epochs": (True, 0, None, False),
     "train.max_steps": (True, 0, None, False),
     "method.momentum": (False, 0, 1, False), "method.queue_size": (True, 1, None, False),
     "method.temperature": (False, 0, None, True), "method.pred_hidden": (True, 1, None, False),
@@ -296,7 +298,8 @@ def _check_ranges(cfg: dict) -> None:
 
 
 # what does not change a run's result: where and how it runs (may differ between a run and its resume)
-SETTINGS = ("name", "train.output", "train.device", "train.ckpt_every_steps", "train.keep_every_epochs", "train.log_every",
+SETTINGS = ("name", "train.output", "train.device", "train.ckpt_every_steps", "train.ckpt_every_minutes",
+            "train.keep_every_epochs", "train.log_every",
             "train.max_steps", "data.workers", "data.max_bad_fraction", "method.batching", "augment.device",
             "train.tf32_matmul", "train.tf32_conv", "train.cudnn_benchmark")
 

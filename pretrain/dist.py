@@ -127,6 +127,15 @@ def world_size() -> int:
 
 
 @torch.no_grad()
+def all_processes(items: list) -> list:
+    """Every process's `items` (picklable), concatenated in rank order; the same list on every process."""
+    if world_size() == 1:
+        return list(items)
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, items)
+    return [x for part in gathered for x in part]
+
+
 def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` (B, ...) from every rank -> (world·B, ...). *** No gradient flows back. ***"""
     if world_size() == 1:

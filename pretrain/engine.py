@@ -5,6 +5,8 @@ schedule is a function of it), RNG states and the data position (epoch, batch wi
 augmentations are seeded per (seed, epoch, image), so a resumed run sees the same views.
 The hot loop never waits for the device: losses stay there until a logging or checkpoint step
 (`step_log`), the photometric index lists are built on the host (`photometric.index_plan`).
+At those steps every process also agrees on what happened anywhere: unreadable images (one budget over all
+processes), a preemption signal (checkpoint, then `Preempted`), a time-interval checkpoint being due.
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ from tqdm import tqdm
 from .build import build_dataset, build_device_augment, build_model
 from .checkpoint import resume_training, training_state
 from .data import ResumableSampler
-from .dist import DistInfo, convert_sync_batchnorm
+from .dist import DistInfo, all_processes, convert_sync_batchnorm
 from .files import replace_atomically, save_atomic, write_json
 from .loader import build_loader, shm_guarded, shm_need
 from .optim import build_optimizer, ema_momentum, lr_at, scaled_lr, schedule_step, set_lr
 from .outputs import output_dir, run_folder
+from .preempt import SIGNALS, Preempted, Preemption
 from .runtime import resolve_runtime
 from .step_log import StepLog
 from .viewbn import make_per_view
@@ -73,14 +76,17 @@ class Pretrainer:
         self.global_step = 0
         self.history: list[dict] = []  # one record per step (step, epoch, lr, loss, loss/stageS), filled at flushes
         self.step_log = StepLog()
-        self.bad_images: dict[str, int] = {}  # unreadable image -> the step it was first met (kept in checkpoints)
-        self.bad_budget = cfg["data"]["max_bad_fraction"] * len(self.dataset) / info.world_size
+        self.bad_images: dict[str, int] = {}  # unreadable image -> the step it was first met, all processes' (kept in checkpoints)
+        self.new_bad: list[str] = []  # this process's unreadable images since the last flush
+        self.preemption = Preemption()
+        self.last_save = time.monotonic()
 
     # ---- checkpoints (`checkpoint.training_state` / `checkpoint.resume_training`) -------------------
     def state(self) -> dict:
         return training_state(self)
 
     def save(self) -> None:
+        self.last_save = time.monotonic()
         if not self.info.is_main:
             return
         state = self.state()
@@ -107,22 +113,32 @@ class Pretrainer:
         """Iterate `loader`; a worker killed for want of shared memory becomes an error naming /dev/shm."""
         return shm_guarded(loader, self._shm_bytes())
 
-    def note_unreadable(self, paths: list[str], jsonl) -> None:
-        """Count the images the loader replaced; name each once; stop when over `data.max_bad_fraction`."""
+    def note_unreadable(self, paths: list[str]) -> None:
+        """Note the images the loader replaced on this process (named once); counted over all processes at the
+        next flush (`count_unreadable`)."""
+        for path in paths:
+            if path not in self.bad_images and path not in self.new_bad:
+                self.new_bad.append(path)
+                log.warning("unreadable image skipped (replaced by another sample): %s", path)
+
+    def count_unreadable(self, paths: list[str], jsonl) -> None:
+        """Add every process's new unreadable images (`paths`, the same list on every process) to the run's; stop
+        every process with the same message once they exceed `data.max_bad_fraction` of the dataset."""
         for path in paths:
             if path in self.bad_images:
                 continue
             self.bad_images[path] = self.global_step
-            log.warning("unreadable image skipped (replaced by another sample): %s", path)
             if jsonl:
                 jsonl.write(json.dumps({"event": "unreadable_image", "path": path, "step": self.global_step}) + "\n")
                 jsonl.flush()
-        if len(self.bad_images) > self.bad_budget:
+        fraction = self.cfg["data"]["max_bad_fraction"]
+        if len(self.bad_images) > fraction * len(self.dataset):
             raise RuntimeError(
                 f"{len(self.bad_images)} unreadable images (e.g. {next(iter(self.bad_images))}) exceed data.max_bad_fraction="
-                f"{self.cfg['data']['max_bad_fraction']} of {len(self.dataset)} images in {self.cfg['data']['train']}. "
-                "Check the path and the mount; list every bad file with `tools/check_data.py "
-                f"{self.cfg['data']['train']}`; remove or replace them, or raise data.max_bad_fraction. Rerun to resume.")
+                f"{fraction} of {len(self.dataset)} images in {self.cfg['data']['train']} (counted over "
+                f"{self.info.world_size} process(es)). Check the path and the mount; list every bad file with "
+                f"`tools/check_data.py {self.cfg['data']['train']}`; remove or replace them, or raise "
+                "data.max_bad_fraction. Rerun to resume.")
 
     # ---- training ----------------------------------------------------------------------------
     def step(self, views, params) -> tuple[float, dict[str, torch.Tensor]]:
@@ -150,10 +166,14 @@ class Pretrainer:
         self.global_step += 1
         return lr, {"loss": loss.detach(), **logs}
 
-    def flush(self, writer, jsonl, bar) -> None:
-        """Read the pending steps' losses back (`StepLog.flush`, the same on every process), stop every process
-        on a non-finite one, and log them."""
-        records = self.step_log.flush()
+    def flush(self, writer, jsonl, bar) -> tuple[bool, bool]:
+        """Read the pending steps' losses back and sum the processes' counts (`StepLog.flush`, the same on every
+        process); stop every process on a non-finite loss or too many unreadable images; log the losses.
+        Returns (the signal any process received or None, a checkpoint is due by time), agreed by every process."""
+        minutes = self.cfg["train"]["ckpt_every_minutes"]
+        due = bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
+        signals = {s: self.preemption.signum == s for s in SIGNALS}
+        records, sums = self.step_log.flush({"unreadable": len(self.new_bad), "due": due, **signals})
         bad = next((r for r in records if not all(math.isfinite(v) for k, v in r.items() if k.startswith("loss"))), None)
         if bad is not None:
             stages = {k: v for k, v in bad.items() if k.startswith("loss/")}
@@ -161,9 +181,15 @@ class Pretrainer:
                 f"loss is {bad['loss']} at step {bad['step']} (lr {bad['lr']:.4g}; stage losses {stages}; the mean over "
                 f"{self.info.world_size} process(es)). Training stopped; the last good checkpoint is {self.out / 'last.pth'}. "
                 "Lower optim.lr, add optim.warmup_epochs, or disable train.amp, then rerun to resume.")
+        if sums["unreadable"]:
+            self.count_unreadable(all_processes(self.new_bad), jsonl)
+        self.new_bad = []
         self.history += records
-        if not records:
-            return
+        if records:
+            self._log(records, writer, jsonl, bar)
+        return next((s for s in SIGNALS if sums[s] > 0), None), sums["due"] > 0
+
+    def _log(self, records: list[dict], writer, jsonl, bar) -> None:
         bar.set_postfix(loss=f"{records[-1]['loss']:.4f}", lr=f"{records[-1]['lr']:.3g}")
         if not self.info.is_main:
             return
@@ -177,12 +203,20 @@ class Pretrainer:
                     writer.add_scalar(k if "/" in k else f"train/{k}", v, rec["step"])
         jsonl.flush()
 
+    def _preempted(self, signum: int, jsonl) -> Preempted:
+        """Checkpoint now (every process has agreed to stop at this step), say so, and the exception to raise."""
+        self.save()
+        where = f"{self.out / 'last.pth'} at step {self.global_step}"
+        if jsonl:
+            jsonl.write(json.dumps({"event": "preempted", "step": self.global_step, "signal": int(signum)}) + "\n")
+        log.warning("preempted: checkpoint %s written; rerun the same command to resume", where)
+        return Preempted(signum, where)
+
     def _end(self) -> int:
         m = self.cfg["train"]["max_steps"]
         return self.total_steps if not m else min(self.total_steps, m)
 
     def run(self) -> dict:
-        t = self.cfg["train"]
         self.out.mkdir(parents=True, exist_ok=True)
         self.maybe_resume()
         writer = jsonl = None
@@ -200,32 +234,43 @@ class Pretrainer:
         loader = self.make_loader()
         t0, start_step = time.time(), self.global_step
         try:
-            while self.global_step < end:
-                epoch, start_batch = divmod(self.global_step, self.steps_per_epoch)
-                self.sampler.set_epoch(epoch, start_batch)
-                for views, params, _, unreadable in self.batches(loader):
-                    self.note_unreadable(unreadable, jsonl)
-                    lr, values = self.step(views, params)
-                    self.step_log.add({"step": self.global_step, "epoch": epoch, "lr": lr}, values)
-                    bar.update(1)
-                    epoch_end = self.global_step % self.steps_per_epoch == 0
-                    save = epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
-                        or self.global_step == end
-                    if save or self.global_step % t["log_every"] == 0:
-                        self.flush(writer, jsonl, bar)  # before any save: a non-finite loss never reaches a checkpoint
-                    if epoch_end and self.bad_images:
-                        log.info("epoch %d: %d unreadable images skipped so far (%s)", epoch, len(self.bad_images),
-                                 ", ".join(list(self.bad_images)[:3]) + (", ..." if len(self.bad_images) > 3 else ""))
-                    if save:
-                        self.save()
-                    if self.global_step >= end:
-                        break
+            with self.preemption:
+                self._train(loader, end, writer, jsonl, bar)
         finally:
             bar.close()
             if writer:
                 writer.close()
                 jsonl.close()
         return self.summary(time.time() - t0, start_step)
+
+    def _train(self, loader: DataLoader, end: int, writer, jsonl, bar) -> None:
+        """Steps to `end`: flushes at logging steps, checkpoints at epoch ends, every `train.ckpt_every_steps`
+        and `train.ckpt_every_minutes`, and before stopping for a signal (`Preempted`)."""
+        t = self.cfg["train"]
+        while self.global_step < end:
+            epoch, start_batch = divmod(self.global_step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch, start_batch)
+            for views, params, _, unreadable in self.batches(loader):
+                self.note_unreadable(unreadable)
+                lr, values = self.step(views, params)
+                self.step_log.add({"step": self.global_step, "epoch": epoch, "lr": lr}, values)
+                bar.update(1)
+                epoch_end = self.global_step % self.steps_per_epoch == 0
+                save = epoch_end or (t["ckpt_every_steps"] and self.global_step % t["ckpt_every_steps"] == 0) \
+                    or self.global_step == end
+                if save or self.global_step % t["log_every"] == 0:
+                    # before any save: a non-finite loss never reaches a checkpoint
+                    signum, due = self.flush(writer, jsonl, bar)
+                    if signum is not None:
+                        raise self._preempted(signum, jsonl)
+                    save = save or due
+                if epoch_end and self.bad_images:
+                    log.info("epoch %d: %d unreadable images skipped so far (%s)", epoch, len(self.bad_images),
+                             ", ".join(list(self.bad_images)[:3]) + (", ..." if len(self.bad_images) > 3 else ""))
+                if save:
+                    self.save()
+                if self.global_step >= end:
+                    break
 
     def summary(self, seconds: float, start_step: int) -> dict:
         h = self.history

@@ -102,6 +102,24 @@ def kill_when(cmd: list[str], path_appears: Path, timeout: int = 600) -> None:
     proc.wait()
 
 
+def signal_when(cmd: list[str], ready, log: Path, signum: int, timeout: int = 600) -> tuple[int, str]:
+    """Start `cmd` (output to `log`), send it `signum` as soon as `ready()` holds, wait for it to end:
+    (return code, output)."""
+    import subprocess
+    import time
+
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        while not ready():
+            assert proc.poll() is None, f"{cmd} ended (rc {proc.returncode}) before it was ready: {log.read_text()[-2000:]}"
+            assert time.time() - t0 < timeout, f"not ready in {timeout} s"
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        rc = proc.wait(timeout=timeout)
+    return rc, log.read_text()
+
+
 def write_cell(suite, ckpt, task: str, seed: int, metrics: dict) -> None:
     """A finished suite cell made by hand: its metrics.json (`transfer.result`: `protocol`, `dataset`, `stage`,
     `protocol_name` in the header, everything else under `metrics`) and the run.json a finished run of the

@@ -161,8 +161,9 @@ def test_the_demo_ablation_runs_from_configs_resumes_after_a_kill_and_reports_in
 
 
 @pytest.mark.parametrize("per_seed", [True, False])
-def test_config_rows_pretrain_per_seed_and_feed_their_cells(tmp_path, per_seed, monkeypatch):
-    from benchmarks.run import cell_command, pretrain_command, submit_slurm
+def test_config_rows_pretrain_per_seed_and_feed_their_cells(tmp_path, per_seed, monkeypatch, capsys):
+    from benchmarks.cells import cell_command, pretrain_command
+    from benchmarks.submit import parameters, submit
 
     monkeypatch.setenv("HA_TEST_DATA", "/data/x")
     cfg = "configs/pretrain/simsiam-hier-noexpand_resnet50_8xb32-coslr-200e_in100.yaml"
@@ -184,10 +185,15 @@ def test_config_rows_pretrain_per_seed_and_feed_their_cells(tmp_path, per_seed, 
     cell = cell_command(suite, row, "knn@layer2", 1)
     assert cell[cell.index("--task") + 1] == "knn" and cell[cell.index("--weights") + 1] == str(pdir / "last.pth")
     assert cell[cell.index("--output") + 1] == str(tmp_path / "bench/cells/no-exp/knn_layer2/s1") and cell[-2:] == ["--stage", "2"]
-    submit_slurm(suite, suite.cells(), "--gres=gpu:8", dry_run=True)
-    scripts = sorted(p.name for p in (tmp_path / "bench/slurm").iterdir())
-    assert sum(s.startswith("pretrain__") for s in scripts) == (2 if per_seed else 1) and len(scripts) == 8 + (2 if per_seed else 1)
-    assert "#SBATCH --gres=gpu:8" in (tmp_path / "bench/slurm" / scripts[-1]).read_text()
+    capsys.readouterr()
+    jobs = submit(suite, suite.cells(), "slurm", parameters(["gpus_per_node=8"]), dry_run=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(jobs) == len(lines) == 8 + (2 if per_seed else 1)
+    pre = [f"<no exp / pretraining / seed {s}>" for s in (0, 1)] if per_seed else ["<no exp / pretraining>"]
+    assert [j for _, j in jobs if "pretraining" in j] == pre
+    # a config row's cells wait for their own pretraining; the file row's cells for nothing
+    assert f"[slurm] would submit no exp / knn@layer2 / seed 1 -> {tmp_path / 'bench/cells/no-exp/knn_layer2/s1'} (after {pre[-1]})" in lines
+    assert all("(after" not in line for line in lines if "file /" in line)
 
 
 def test_reference_rows_are_the_published_numbers():

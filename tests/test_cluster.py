@@ -1,5 +1,7 @@
 """Where users run, round 2 (issue 34), emulated on this CPU: SLURM host lists without scontrol, a batch
-script's process that srun did not start."""
+script's process that srun did not start, the folder lock, the GPU check's draws, SLURM jobs through submitit."""
+import os
+
 import pytest
 
 
@@ -121,3 +123,134 @@ def test_two_identical_pretrainings_a_moment_apart_do_not_both_train(demo_world,
     assert second.returncode == 1 and "is in use by another run" in second.stderr and str(first.pid) in second.stderr
     steps = [r["step"] for r in map(__import__("json").loads, (tmp_path / "run/log.jsonl").read_text().splitlines()) if "step" in r]
     assert steps == sorted(set(steps)) and not (tmp_path / "run/.lock").exists()
+
+
+# ---- 4: SLURM through submitit ---------------------------------------------------------------------------------------
+
+FAKE_SBATCH = """#!/bin/bash
+# a stand-in for SLURM's sbatch: keeps the script, notes whether its --output folder exists, answers as sbatch does
+n=$(( $(cat "$REC/count" 2>/dev/null || echo 0) + 1 )); echo $n > "$REC/count"
+script="${@: -1}"; cp "$script" "$REC/$n.sh"
+out=$(grep -m1 -- '--output=' "$script" | sed 's/.*--output=//')
+[ -d "$(dirname "$out")" ] && echo yes > "$REC/$n.dir" || echo no > "$REC/$n.dir"
+echo "Submitted batch job $n"
+"""
+
+
+def test_slurm_jobs_are_submitted_through_submitit_with_their_logs_and_dependencies(tmp_path, monkeypatch, capsys):
+    """A stand-in sbatch: one job per pretraining and cell, submitit's script (USR2 warning before the time limit,
+    the parameters given), its --output in the job's own folder (existing at submission: the old script writer's did
+    not), the config row's cells after their pretraining job, the checkpoint row's cells after nothing."""
+    import yaml
+
+    from benchmarks.run import main
+
+    rec, bin_dir = tmp_path / "rec", tmp_path / "bin"
+    rec.mkdir(), bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it before it submits
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("REC", str(rec))
+    cfg = "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml"
+    doc = {"name": "s", "output": str(tmp_path / "bench"), "seeds": [0], "references": False,
+           "checkpoints": [{"name": "file", "path": "random"}, {"name": "hier", "config": cfg}],
+           "tasks": {"knn": ["--data", str(tmp_path)]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert main([str(tmp_path / "s.yaml"), "--scheduler", "slurm", "--slurm", "slurm_partition=dev", "gpus_per_node=8",
+                 "timeout_min=600"]) == 0
+    out = capsys.readouterr().out
+    scripts = {n: (rec / f"{n}.sh").read_text() for n in (1, 2, 3)}
+    assert (rec / "count").read_text().strip() == "3" and all((rec / f"{n}.dir").read_text().strip() == "yes" for n in scripts)
+    cell_file, pre, cell_hier = (scripts[n] for n in (1, 2, 3))  # row order: the file row's cell, then the config row
+    bench = tmp_path / "bench"
+    assert f"#SBATCH --output={bench / 'cells/file/knn/s0/submitit'}/%j_0_log.out" in cell_file
+    assert f"#SBATCH --output={bench / 'pretrain/hier/submitit'}/%j_0_log.out" in pre
+    for s in scripts.values():
+        assert "#SBATCH --partition=dev" in s and "#SBATCH --gpus-per-node=8" in s and "#SBATCH --time=600" in s
+        assert "#SBATCH --signal=USR2@90" in s and "submitit.core._submit" in s
+    assert "#SBATCH --dependency=afterok:2" in cell_hier and "--dependency" not in cell_file + pre
+    assert "hier / knn / seed 0: job 3 (after 2)" in out and "3 jobs submitted" in out
+
+
+def test_slurm_without_sbatch_says_what_to_do(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from benchmarks.run import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    doc = {"name": "s", "output": str(tmp_path / "bench"), "checkpoints": [{"name": "file", "path": "random"}],
+           "tasks": {"knn": ["--data", str(tmp_path)]}, "references": False}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert main([str(tmp_path / "s.yaml"), "--scheduler", "slurm"]) == 1
+    assert "needs SLURM's sbatch" in capsys.readouterr().err
+
+
+def _signal_job(folder, signum) -> int:
+    """Send `signum` to every process of a job, as SLURM does on preemption: each process whose command line names
+    `folder` (submitit's task process, the run it started, the local controller). Returns how many."""
+    import signal as _signal  # noqa: F401
+
+    hit = 0
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmd and pid != os.getpid():
+            os.kill(pid, signum)
+            hit += 1
+    return hit
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_suite_and_a_preempted_pretraining_is_requeued_and_resumes(demo_world, tmp_path):
+    """The SLURM path's jobs through submitit's local executor: a config row's pretraining and its kNN cell. SIGTERM
+    to every process of the pretraining job mid-run: the run checkpoints at its next logging step and exits 75,
+    the job asks submitit to requeue, the requeued job resumes from that step; every step is logged once, the cell
+    runs after the pretraining, the report is written."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from .conftest import ROOT
+    from .test_pretrain_run import TINY, _small_folder
+
+    data = _small_folder(demo_world, tmp_path / "data", 12)  # 24 images, batch 4: 6 steps an epoch, 36 in all
+    doc = {"name": "s", "output": str(tmp_path / "bench"), "seeds": [0], "references": False,
+           "pretrain": {"overrides": [*TINY, "optim.batch_size=4", "optim.epochs=6", "data.workers=0", f"data.train={data}",
+                                      "train.log_every=2", "train.ckpt_every_minutes=0"]},
+           "checkpoints": [{"name": "hier", "config": "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml"}],
+           "tasks": {"knn": ["--data", str(demo_world / "imagefolder"), "--dataset", "demo", "--size", "32", "--workers", "0",
+                             "--k", "5"]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    pdir = tmp_path / "bench/pretrain/hier"
+    log = tmp_path / "runner.log"
+    with open(log, "w") as out:
+        runner = subprocess.Popen([sys.executable, "-m", "benchmarks.run", str(tmp_path / "s.yaml"), "--scheduler",
+                                   "submitit-local", "--slurm", "timeout_min=20"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        t0 = time.time()
+        while not ((pdir / "log.jsonl").is_file() and (pdir / "log.jsonl").read_text().count('"loss"') >= 2):
+            assert runner.poll() is None and time.time() - t0 < 300, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert _signal_job(pdir, signal.SIGTERM) >= 2
+        rc = runner.wait(timeout=900)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    events = [json.loads(line) for line in (pdir / "log.jsonl").read_text().splitlines()]
+    stopped = [e for e in events if e.get("event") == "preempted"]
+    assert len(stopped) == 1 and stopped[0]["signal"] == signal.SIGTERM, events
+    steps = [e["step"] for e in events if "loss" in e]
+    assert steps == list(range(2, 37, 2))  # each logging step once: the requeued job went on from the checkpoint
+    summary = json.loads((pdir / "pretrain_summary.json").read_text())
+    assert summary["steps"] == 36 and summary["steps_this_run"] == 36 - stopped[0]["step"]
+    submitit_logs = "".join(p.read_text() for p in (pdir / "submitit").glob("*_log.*"))
+    assert "Requeued job" in submitit_logs, submitit_logs[-2000:]
+    cell = tmp_path / "bench/cells/hier/knn/s0"
+    assert json.loads((cell / "metrics.json").read_text())["weights"] == str(pdir / "last.pth")
+    assert "hier / knn / seed 0: done" in text and "cells:" not in text and (tmp_path / "bench/report.md").is_file()

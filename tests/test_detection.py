@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from .conftest import ROOT, kill_when, run_tool
+from .conftest import ROOT, kill_when, run_tool, signal_when
 
 pytestmark = pytest.mark.detectron2
 CONFIGS = sorted(p.stem for p in (ROOT / "configs/transfer/detectron2").glob("*.yaml") if not p.stem.startswith("Base"))
@@ -143,6 +143,32 @@ def test_killed_run_resumes_from_its_last_checkpoint(demo_world, tmp_path):
     assert re.search(r"resumed from .*model_00000(05|11)\.pth at iteration (6|12)", r.stdout), r.stdout[-2000:]
     m = json.loads((tmp_path / "run/metrics.json").read_text())
     assert m["resumed"] and m["load_report"]["ok"]  # the report of the run's start is kept
+
+
+@pytest.mark.slow
+def test_a_preemption_signal_leaves_a_checkpoint_and_the_rerun_resumes_from_it(demo_world, tmp_path):
+    """SIGUSR1 after iteration 20 (detectron2 writes events.jsonl then) with no periodic checkpoint before the end:
+    the run writes model_<iter>.pth at the next iteration, exits 75; the rerun resumes there and finishes."""
+    import signal
+
+    import torch
+    from torchvision import models
+
+    torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
+    run = tmp_path / "run"
+    args = _voc(demo_world, run, tmp_path / "tv.pth", "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "(40,50)", "SOLVER.CHECKPOINT_PERIOD", "1000",
+                "TEST.PRECISE_BN.ENABLED", "False")
+    written = lambda: (run / "events.jsonl").is_file() and (run / "events.jsonl").stat().st_size > 0  # noqa: E731
+    rc, out = signal_when(args, written, tmp_path / "first.log", signal.SIGUSR1)
+    assert rc == 75, out[-3000:]
+    m = re.search(r"preempted: SIGUSR1 received: stopped after writing (\S+model_(\d+)\.pth) at iteration (\d+)", out)
+    assert m and (run / "last_checkpoint").read_text().strip() == f"model_{m.group(2)}.pth", out[-3000:]
+    at = int(m.group(3))
+    assert 20 <= at < 60 and int(m.group(2)) == at - 1 and not (run / "metrics.json").exists()
+    r = run_tool(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"model_{m.group(2)}.pth at iteration {at}" in r.stdout, r.stdout[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["resumed"]
 
 
 def test_bad_weights_fail_before_training(demo_world, tmp_path, capsys):

@@ -134,7 +134,7 @@ def test_6_single_node_torchrun_picks_a_free_port_in_suites_and_pretrain_sh(tmp_
     import os
     import subprocess
 
-    from benchmarks.run import launcher
+    from benchmarks.cells import launcher
 
     assert launcher("torchrun --nproc_per_node 8")[:2] == ["torchrun", "--standalone"]
     assert launcher("python -m torch.distributed.run --nproc_per_node 2")[3] == "--standalone"

@@ -2,10 +2,11 @@
 torchvision-style backbone, the demo preset fine-tunes from a raw pretraining checkpoint and learns,
 and a killed run resumes through the safe checkpoint loader."""
 import json
+import re
 
 import pytest
 
-from .conftest import ROOT, kill_when, run_tool
+from .conftest import ROOT, kill_when, run_tool, signal_when
 
 pytestmark = pytest.mark.mmseg
 CONFIGS = sorted(p.stem for p in (ROOT / "configs/transfer/mmseg").glob("*.py"))
@@ -129,6 +130,31 @@ def test_killed_run_resumes_through_the_safe_loader(demo_world, tmp_path):
     assert m["resumed"] and m["load_report"]["ok"] and isinstance(m["metrics"]["mIoU"], float)
     logs = "".join(p.read_text() for p in (tmp_path / "run").glob("*/*.log"))
     assert "Auto resumed from the latest checkpoint" in logs and "resumed epoch: 0, iter: " in logs
+
+
+@pytest.mark.slow
+def test_a_preemption_signal_leaves_a_checkpoint_and_the_rerun_resumes_from_it(demo_world, tmp_path):
+    """SIGTERM once mmengine has written its scalars with no periodic checkpoint before the end: iter_<n>.pth and
+    last_checkpoint at the next iteration, exit 75; the rerun resumes there (through the safe loader) and finishes."""
+    import signal
+
+    import torch
+    from torchvision import models
+
+    torch.save(models.resnet18(weights=None).state_dict(), tmp_path / "tv.pth")
+    run = tmp_path / "run"
+    args = _seg(demo_world, run, tmp_path / "tv.pth", "--cfg-options", "train_cfg.max_iters=40",
+                "train_cfg.val_interval=40", "default_hooks.checkpoint.interval=1000")
+    rc, out = signal_when(args, lambda: any(run.glob("*/vis_data/scalars.json")), tmp_path / "first.log", signal.SIGTERM)
+    assert rc == 75, out[-3000:]
+    m = re.search(r"preempted: SIGTERM received: stopped after writing (\S+iter_(\d+)\.pth) at iteration (\d+)", out)
+    assert m and (run / "last_checkpoint").read_text() == m.group(1) and m.group(2) == m.group(3), out[-3000:]
+    assert 1 <= int(m.group(3)) < 40 and not (run / "metrics.json").exists()
+    r = run_tool(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["resumed"]
+    logs = "".join(p.read_text() for p in run.glob("*/*.log"))
+    assert f"resumed epoch: 0, iter: {m.group(3)}" in logs
 
 
 def test_safe_loader_refuses_foreign_objects(tmp_path):

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.multiprocessing import ProcessExitedException
 
 from pretrain.cli import guarded, number
 from pretrain.files import write_json
+from pretrain.preempt import EXIT_PREEMPTED, Preempted, Preemption
 from pretrain.run_folder import git_commit
 
 from ..common import check_output, request_identity, run_folder
@@ -128,8 +131,14 @@ def _main(task: str, argv: list[str]) -> int:
     info = {"task": task, "weights": args.weights, "source": weights.source, "prepared": weights, "config": str(path),
             "protocol": label, "changes": changes, "equivalent_changes": equivalent, "eval_only": args.eval_only,
             "data_root": args.data_root, "started": started, "boxes": boxes}
-    launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
-           args=(cfg, info))
+    with Preemption() as preemption:  # a job's signal reaches this process too: it waits for its workers' checkpoint
+        try:
+            launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                   dist_url=args.dist_url, args=(cfg, info))
+        except ProcessExitedException as e:
+            if e.exit_code != EXIT_PREEMPTED:
+                raise
+            raise Preempted(preemption.signum or signal.SIGTERM, f"the last checkpoint in {out}") from None
     if args.machine_rank == 0 and not (out / "metrics.json").is_file():  # only machine 0 writes results
         print(f"error: the run finished without {out / 'metrics.json'}; see {out / 'log.txt'}", file=sys.stderr)
         return 1
@@ -182,7 +191,13 @@ def worker(cfg, info: dict) -> None:
         elif comm.is_main_process():
             print(f"[{info['task']}] resumed from {trainer.checkpointer.get_checkpoint_file()} at iteration {trainer.start_iter}"
                   if resumed else f"[{info['task']}] random initialisation (no weights loaded)")
-        trainer.train()
+        try:
+            trainer.train()
+        except Preempted as e:
+            if comm.get_world_size() == 1:  # launch ran this in the entry point's process
+                raise
+            print(f"preempted: {e}", file=sys.stderr)
+            sys.exit(EXIT_PREEMPTED)  # a worker process of launch: its exit code tells the parent
         results = getattr(trainer, "_last_eval_results", None) or {}
         run = {"iteration": cfg.SOLVER.MAX_ITER, "max_iter": cfg.SOLVER.MAX_ITER, "finished": True}
     if comm.is_main_process():

@@ -1,4 +1,5 @@
-"""DefaultTrainer with the project's checkpointer and the VOC / COCO evaluators."""
+"""DefaultTrainer with the project's checkpointer, the VOC / COCO evaluators, and a checkpoint before stopping
+for a preemption signal."""
 from __future__ import annotations
 
 import os
@@ -8,9 +9,38 @@ from pathlib import Path
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
+from pretrain.preempt import Preempted, Preemption, agreed_signal
+
 from .checkpoint import SafeCheckpointer
+
+
+class PreemptionHook(hooks.HookBase):
+    """SIGTERM/SIGUSR1/SIGUSR2 (`pretrain.preempt`): after the current iteration, agreed by every process (checked
+    every `every` iterations where there are several), write `model_<iter>.pth` as the periodic checkpointer
+    does and stop with `Preempted`; the rerun resumes from it (`resume_or_load`)."""
+
+    def __init__(self, every: int = 10):
+        self.every, self.preemption = every, Preemption()
+
+    def before_train(self):
+        self.preemption.__enter__()
+
+    def after_train(self):
+        self.preemption.__exit__()
+
+    def after_step(self):
+        it = self.trainer.iter
+        if comm.get_world_size() > 1 and (it + 1) % self.every:
+            return
+        signum = agreed_signal(self.preemption.signum)
+        if signum is None:
+            return
+        name = f"model_{it:07d}"
+        self.trainer.checkpointer.save(name, iteration=it)
+        raise Preempted(signum, f"{Path(self.trainer.cfg.OUTPUT_DIR) / name}.pth at iteration {it + 1}")
 
 
 class Trainer(DefaultTrainer):
@@ -20,6 +50,9 @@ class Trainer(DefaultTrainer):
         for h in self._hooks:
             if isinstance(h, hooks.PeriodicCheckpointer):
                 h.checkpointer = self.checkpointer
+
+    def build_hooks(self):
+        return [*super().build_hooks(), PreemptionHook()]
 
     def build_writers(self):
         """detectron2's writers, but the training log goes to events.jsonl: metrics.json is the result file."""

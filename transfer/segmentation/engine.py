@@ -13,6 +13,7 @@ from mmengine.dist import master_only
 from mmengine.runner import CheckpointLoader, Runner
 
 from pretrain.files import replace_atomically
+from pretrain.preempt import Preemption
 
 from ..safe_pickle import safe_load
 
@@ -53,7 +54,8 @@ def run(cfg, eval_only: bool):
         metrics = runner.test()
         evaluated = {"checkpoint": cfg.load_from, "iteration": _iteration_of(cfg.load_from)}
     else:
-        runner.train()
+        with Preemption() as runner.preemption:  # read by hooks.PreemptionHook
+            runner.train()
         metrics = getattr(runner, "last_metrics", None)
     resumed = eval_only or getattr(runner, "start_iter", 0) > 0
     if not is_main_process():

@@ -1,17 +1,18 @@
 """mmengine pieces the segmentation runs add: a metric with per-class IoU, the backbone load report,
-and the last validation result kept for metrics.json."""
+the last validation result kept for metrics.json, and a checkpoint before stopping for a preemption signal."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import HOOKS, METRICS
 
-from pretrain.files import write_json
+from pretrain.files import replace_atomically, write_json
+from pretrain.preempt import Preempted, agreed_signal
 
 
 @METRICS.register_module(force=True)
@@ -75,3 +76,30 @@ class LastMetricsHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         runner.last_metrics = dict(metrics or {})
+
+
+@HOOKS.register_module(force=True)
+class PreemptionHook(Hook):
+    """SIGTERM/SIGUSR1/SIGUSR2 (`pretrain.preempt`, noted by `runner.preemption`, which `engine.run` holds): after
+    the current iteration, agreed by every process (checked every `every` iterations where there are several),
+    write `iter_<n>.pth` and `last_checkpoint` as the checkpoint hook does, and stop with `Preempted`; the rerun
+    resumes from it."""
+
+    priority = "LOWEST"
+
+    def __init__(self, every: int = 10):
+        self.every = every
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        done = runner.iter + 1
+        if get_world_size() > 1 and done % self.every:
+            return
+        signum = agreed_signal(runner.preemption.signum)
+        if signum is None:
+            return
+        name = f"iter_{done}.pth"
+        runner.save_checkpoint(runner.work_dir, name, by_epoch=False)
+        path = Path(runner.work_dir) / name
+        if is_main_process():
+            replace_atomically(Path(runner.work_dir) / "last_checkpoint", lambda tmp: tmp.write_text(str(path)))
+        raise Preempted(signum, f"{path} at iteration {done}")

@@ -156,7 +156,7 @@ def _main(task: str, argv: list[str]) -> int:
     cfg.randomness = dict(seed=args.seed)
     cfg.resume = (out / "last_checkpoint").is_file()
     cfg.custom_hooks = [dict(type="BackboneLoadHook", weights=None if weights is None else str(Path(args.weights).resolve())),
-                        dict(type="LastMetricsHook")]
+                        dict(type="LastMetricsHook"), dict(type="PreemptionHook")]
     from .engine import run
 
     metrics, report, resumed, evaluated = run(cfg, args.eval_only)

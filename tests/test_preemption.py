@@ -1,0 +1,165 @@
+"""Runs that survive a cluster (issue 34, items 1 and 3): a preemption signal becomes a checkpoint at the next
+logging step and exit 75, a rerun resumes there; a checkpoint is written on a time interval; one process's
+signal or unreadable images stop every process at the same step with the same message."""
+import json
+import os
+import signal
+from datetime import timedelta
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pretrain import engine
+from pretrain.config import load_config
+from pretrain.dist import DistInfo
+from pretrain.preempt import EXIT_PREEMPTED, Preempted
+
+from .conftest import ROOT
+from .test_distributed import _free_port
+from .test_pretrain_run import TINY, _small_folder
+
+SIMSIAM = ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml"
+
+
+def _overrides(data, out, *extra):
+    return [*TINY, "optim.batch_size=4", "data.workers=0", f"data.train={data}", f"train.output={out}",
+            "train.log_every=2", "train.ckpt_every_minutes=0", *extra]
+
+
+def _signal_at(monkeypatch, step_no: int, signum=signal.SIGUSR1, rank=None):
+    """Send `signum` to this process right after its `step_no`-th optimisation step."""
+    step = engine.Pretrainer.step
+
+    def signalled(self, views, params):
+        out = step(self, views, params)
+        if self.global_step == step_no and rank in (None, self.info.rank):
+            os.kill(os.getpid(), signum)
+        return out
+
+    monkeypatch.setattr(engine.Pretrainer, "step", signalled)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_checkpoints_at_the_next_logging_step_exits_75_and_the_rerun_resumes(demo_world, tmp_path, monkeypatch,
+                                                                                      capsys, signum):
+    """24 images, batch 4: 6 steps an epoch, run to step 6. The signal after step 3 (no checkpoint due before the
+    epoch end) stops the run at step 4, the next logging step, with last.pth at step 4; the rerun goes 4 -> 6."""
+    from pretrain.train import main
+
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    out = tmp_path / "run"
+    args = [str(SIMSIAM), *_overrides(data, out, "optim.epochs=1")]
+    _signal_at(monkeypatch, 3, signum)
+    assert main(args) == EXIT_PREEMPTED
+    err = capsys.readouterr().err
+    assert f"preempted: {signal.Signals(signum).name} received: stopped after writing {out / 'last.pth'} at step 4" in err
+    assert torch.load(out / "last.pth", weights_only=True)["global_step"] == 4
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {"event": "preempted", "step": 4, "signal": int(signum)} in events
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the default handler is back once the run has stopped
+    monkeypatch.undo()
+    assert main(args) == 0
+    steps = [e["step"] for e in (json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert steps == [2, 4, 6]  # each step logged once: the rerun started at 5
+    assert json.loads((out / "pretrain_summary.json").read_text())["steps_this_run"] == 2
+
+
+@pytest.mark.parametrize("minutes,saved", [(0, [6]), (1e-9, [2, 4, 6])])
+def test_a_checkpoint_is_written_when_its_time_interval_has_passed(demo_world, tmp_path, monkeypatch, minutes, saved):
+    """train.ckpt_every_minutes: a checkpoint at the first logging step after the interval (1e-9 min: every one);
+    0: only at the epoch end. 24 images, batch 4: the epoch ends at step 6."""
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    t = engine.Pretrainer(load_config(SIMSIAM, _overrides(data, tmp_path / "run", "optim.epochs=1",
+                                                          f"train.ckpt_every_minutes={minutes}")))
+    steps, save = [], t.save
+    monkeypatch.setattr(t, "save", lambda: (steps.append(t.global_step), save()))
+    t.run()
+    assert steps == saved
+
+
+def test_the_unreadable_budget_counts_every_process_and_stops_one_past_it(demo_world, tmp_path):
+    """20 images, max_bad_fraction 0.1: 2 unreadable images allowed in the whole run (whatever the process count),
+    the same file met again is counted once, the third stops the run. The count is made at the flush."""
+    data = _small_folder(demo_world, tmp_path / "data", 10)
+    t = engine.Pretrainer(load_config(SIMSIAM, _overrides(data, tmp_path / "run", "data.max_bad_fraction=0.1")))
+    assert len(t.dataset) == 20
+    t.note_unreadable(["bad0.jpg", "bad1.jpg"])
+    t.note_unreadable(["bad0.jpg"])
+    t.flush(None, None, _Bar())
+    t.note_unreadable(["bad1.jpg"])  # met again after the flush: still two
+    t.flush(None, None, _Bar())
+    assert list(t.bad_images) == ["bad0.jpg", "bad1.jpg"]
+    t.note_unreadable(["bad2.jpg"])
+    with pytest.raises(RuntimeError, match=r"3 unreadable images .* exceed data.max_bad_fraction=0.1 of 20 images"):
+        t.flush(None, None, _Bar())
+
+
+class _Bar:
+    def set_postfix(self, **kw):
+        pass
+
+
+def _worker(rank, world, port, data, out, mode, queue):
+    """`signal`: only rank 1 gets SIGUSR1, after step 3. `unreadable`: rank 0 meets one unreadable image, rank 1
+    two; `within`: one each (12 images, max_bad_fraction 0.2: 2 allowed in all, whatever the process count)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=30))
+    cfg = load_config(SIMSIAM, _overrides(data, out, "optim.batch_size=4", "data.max_bad_fraction=0.2",
+                                          "train.max_steps=6" if mode == "signal" else "train.max_steps=3"))
+    t = engine.Pretrainer(cfg, DistInfo(rank, world, rank))
+    if mode == "signal":
+        step = t.step
+
+        def signalled(views, params):
+            res = step(views, params)
+            if t.global_step == 3 and rank == 1:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return res
+
+        t.step = signalled
+    else:
+        batches = t.batches
+
+        def with_bad(loader):
+            for views, params, idx, _ in batches(loader):
+                yield views, params, idx, [f"r{rank}_{i}.jpg" for i in range(rank + 1 if mode == "unreadable" else 1)]
+
+        t.batches = with_bad
+    try:
+        t.run()
+        queue.put((rank, "finished"))
+    except Preempted as e:
+        queue.put((rank, f"{e} | step {t.global_step}"))
+    except Exception as e:  # a hang ends in gloo's timeout: reported as such
+        queue.put((rank, f"{type(e).__name__}: {e}"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,expect", [("signal", "SIGUSR1 received: stopped after writing"),
+                                         ("unreadable", "3 unreadable images (e.g. r0_0.jpg) exceed"),
+                                         ("within", "finished")])
+def test_one_process_s_signal_or_bad_images_stop_every_process_at_the_same_step(demo_world, tmp_path, mode, expect):
+    data = _small_folder(demo_world, tmp_path / "data", 6)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    mp.start_processes(_worker, args=(2, _free_port(), str(data), str(tmp_path / "run"), mode, queue), nprocs=2,
+                       join=True, start_method="spawn")
+    got = dict(queue.get(timeout=5) for _ in range(2))
+    assert got[0] == got[1], got
+    assert expect in got[0], got
+
+
+def test_a_signal_that_came_before_a_nested_preemption_still_counts():
+    """detectron2's one-process launch runs the trainer inside the entry point's own `Preemption`: a signal met
+    before training started (the inner one) must still stop the run."""
+    from pretrain.preempt import Preemption
+
+    with Preemption() as outer:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with Preemption() as inner:
+            assert inner.signum == signal.SIGUSR1
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert outer.signum == signal.SIGTERM  # the outer handler is back once the inner one is done
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
