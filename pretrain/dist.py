@@ -105,6 +105,19 @@ def cuda_device(local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
 
 
+def slurm_as_torchrun() -> bool:
+    """Under srun, write SLURM's variables as torchrun's (`_slurm_env`), LOCAL_RANK being the index of a GPU this
+    task sees (`cuda_device`: 0 under --gpus-per-task=1), for code and engines that read torchrun's (mmengine's
+    `pytorch` launcher). False when this process is not an srun task of several."""
+    env = _slurm_env()
+    if env is None:
+        return False
+    if torch.cuda.is_available():
+        env["LOCAL_RANK"] = str(cuda_device(int(env["LOCAL_RANK"])).index)
+    os.environ.update(env)
+    return True
+
+
 def init_distributed(device_type: str = "cpu") -> DistInfo:
     """Join the process group described by torchrun's or SLURM's environment, or run alone. The backend
     follows the training device (`device_type`): NCCL for "cuda", gloo otherwise, whatever GPUs are visible."""

@@ -3,6 +3,7 @@ shared-memory (/dev/shm) budget it needs, checked before it starts and named whe
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import torch
@@ -35,10 +36,15 @@ def shm_free(path: str = "/dev/shm") -> int | None:
 def build_loader(dataset, sampler, per_rank: int, workers: int, device: torch.device, need: int) -> DataLoader:
     """The run's one DataLoader: workers stay alive across epochs, 2 batches prefetched per worker;
     `sampler.set_epoch` before each pass chooses the epoch and the batch it starts at. A warning when
-    /dev/shm has less than `need` bytes free (`shm_need`)."""
+    /dev/shm has less than `need` bytes free (`shm_need`), and when the workers outnumber this process's cores."""
     free = shm_free()
     if workers and free is not None and need > free:
         log.warning(SHM_HELP.format(need=need / 2**20, free=free / 2**20))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers > cores:
+        log.warning("data.workers=%d but this process may use %d CPU core(s) (its affinity: under SLURM, --cpus-per-task); "
+                    "the workers would share them and starve the GPU: ask for --cpus-per-task=%d or more, or set "
+                    "data.workers=%d", workers, cores, workers + 1, max(cores - 1, 0))
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, collate_fn=collate_views,
                       drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                       prefetch_factor=2 if workers else None)

@@ -93,6 +93,15 @@ def index_plan(params: torch.Tensor) -> list[torch.Tensor]:
     return [f.nonzero().squeeze(1) for f in flags]
 
 
+def cat_on(device: torch.device, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat(tensors)` on `device`: each host tensor (pinned by the loader) copied as it is, asynchronously,
+    then concatenated there. Concatenating on the host first would give a new, pageable tensor, whose
+    `non_blocking` copy waits."""
+    if device.type == "cpu":
+        return torch.cat(tensors)
+    return torch.cat([t.to(device, non_blocking=True) for t in tensors])
+
+
 def plan_to(plan: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     """The plan on `device` in one host-to-device copy (pinned, asynchronous on a GPU)."""
     if device.type == "cpu":
@@ -177,10 +186,9 @@ class DeviceAugment:
             [[k for k, v in enumerate(views) if v.shape == shape] for shape in dict.fromkeys(v.shape for v in views)]
         out: list[torch.Tensor | None] = [None] * len(views)
         for group in groups:
-            p = torch.cat([params[k] for k in group])
-            plan = plan_to(index_plan(p), device)
-            x = torch.cat([views[k] for k in group]).to(device, non_blocking=True)
-            y = photometric(x, p.to(device, non_blocking=True), self.mean, self.std, plan)
+            plan = plan_to(index_plan(torch.cat([params[k] for k in group])), device)
+            x = cat_on(device, [views[k] for k in group])
+            y = photometric(x, cat_on(device, [params[k] for k in group]), self.mean, self.std, plan)
             for k, part in zip(group, y.split(views[group[0]].shape[0])):
                 out[k] = part
         return out

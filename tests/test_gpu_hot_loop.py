@@ -405,3 +405,44 @@ def test_13_on_a_gpu_cudnn_autotunes_convs_may_use_tf32_matmuls_do_not(monkeypat
             == (False, True, True)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
+
+
+def test_9_every_non_blocking_host_to_device_copy_reads_a_pinned_tensor(monkeypatch):
+    """The loader pins its batches (pin_memory=True on a GPU); a tensor made on the host afterwards (torch.cat of
+    the views) is pageable again, and its non_blocking copy waits. Emulated: CUDA reported available,
+    `pin_memory` marks what it returns, every `.to(..., non_blocking=True)` is recorded (and stays on the CPU);
+    each source must be a loader tensor or a pinned one."""
+    from torch.overrides import TorchFunctionMode
+
+    from pretrain.augment import PARAM_DIM
+    from pretrain.photometric import DeviceAugment
+
+    pinned: set[int] = set()
+
+    def pin(t):
+        out = t.clone()
+        pinned.add(id(out))
+        return out
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    sources: list[torch.Tensor] = []
+
+    class Copies(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.Tensor.to and kwargs.get("non_blocking"):
+                sources.append(args[0])
+                return args[0]
+            return func(*args, **kwargs)
+
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=g) for _ in range(4)]
+    params = [torch.zeros(4, PARAM_DIM) for _ in range(4)]
+    for p in params:
+        p[:, 0] = 1.0
+    loader_tensors = {id(t) for t in views + params}
+    with Copies():
+        DeviceAugment((0.5,) * 3, (0.25,) * 3)(views, params, torch.device("cuda", 0))
+    assert sources and all(id(t) in loader_tensors or id(t) in pinned for t in sources), \
+        [tuple(t.shape) for t in sources if id(t) not in loader_tensors | pinned]

@@ -150,3 +150,39 @@ def test_6_single_node_torchrun_picks_a_free_port_in_suites_and_pretrain_sh(tmp_
     out = subprocess.run(["bash", str(ROOT / "tools/pretrain.sh"), "c.yaml", "4"], capture_output=True, text=True, check=True,
                          env={**env, "PYTHON": str(fake), "NNODES": "2", "MASTER_ADDR": "n0"}).stdout
     assert "--master_port 29500" in out and "--standalone" not in out
+
+
+@pytest.mark.mmseg
+@pytest.mark.parametrize("visible,want", [(1, "0"), (4, "3")])
+def test_6_mmseg_under_srun_gets_torchrun_variables_with_a_gpu_the_task_can_see(gpus, slurm_task, monkeypatch, visible, want):
+    """mmengine's own slurm launcher sets the device to SLURM_LOCALID (3: invalid where the task sees one GPU) and
+    asks scontrol for the master: the segmentation runner hands mmengine torchrun's variables instead, from the
+    expanded node list without scontrol."""
+    from transfer.segmentation.run import _launcher, _rank, _world_size
+
+    gpus(visible)
+    slurm_task(3)
+    monkeypatch.delenv("MASTER_ADDR")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-08]")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no scontrol
+    assert _launcher("slurm") == "pytorch"
+    import os
+
+    assert (os.environ["LOCAL_RANK"], os.environ["MASTER_ADDR"], _rank("pytorch"), _world_size("pytorch")) == (want, "gpu07", 3, 4)
+
+
+@pytest.mark.parametrize("cores,warned", [({0}, True), (set(range(8)), False)])
+def test_6_more_loader_workers_than_the_task_s_cores_is_said(monkeypatch, caplog, cores, warned):
+    """srun --gpus-per-task=1 --cpus-per-task=1 with data.workers=4: the four workers would share one core."""
+    import logging
+    import os
+
+    from pretrain.loader import build_loader
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    with caplog.at_level(logging.WARNING, logger="pretrain"):
+        build_loader(list(range(8)), None, 2, 4, torch.device("cpu"), 0)
+    said = [r.getMessage() for r in caplog.records if "data.workers=4" in r.getMessage()]
+    assert bool(said) == warned
+    if warned:
+        assert "may use 1 CPU core(s)" in said[0] and "--cpus-per-task=5" in said[0] and "data.workers=0" in said[0]

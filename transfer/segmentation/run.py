@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from pretrain.cli import guarded, number
-from pretrain.dist import slurm_port
+from pretrain.dist import LaunchError, slurm_as_torchrun
 from pretrain.run_folder import git_commit
 
 from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
@@ -67,21 +67,26 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
+def _launcher(name: str) -> str:
+    """mmengine's launcher to use for `--launcher name`. Under srun, `slurm` becomes `pytorch` on SLURM's variables
+    written as torchrun's (`pretrain.dist.slurm_as_torchrun`): mmengine's own slurm launcher selects GPU SLURM_LOCALID
+    (invalid where a task sees one GPU, --gpus-per-task=1) and needs scontrol for the master address."""
+    if name != "slurm":
+        return name
+    return "pytorch" if slurm_as_torchrun() else "none"
+
+
 def _world_size(launcher: str) -> int:
-    if launcher == "pytorch":
-        return int(os.environ.get("WORLD_SIZE", 1))
-    if launcher == "slurm":
-        return int(os.environ.get("SLURM_NTASKS", 1))
-    return 1
+    return int(os.environ.get("WORLD_SIZE", 1)) if launcher == "pytorch" else 1
 
 
 def _rank(launcher: str) -> int:
     """This process's global rank before mmengine joins the process group (0 without a launcher)."""
-    return int(os.environ.get({"pytorch": "RANK", "slurm": "SLURM_PROCID"}.get(launcher, ""), 0) or 0)
+    return int(os.environ.get("RANK", 0)) if launcher == "pytorch" else 0
 
 
 def main(task: str, argv: list[str]) -> int:
-    return guarded(lambda: _main(task, argv), CheckpointError)
+    return guarded(lambda: _main(task, argv), CheckpointError, LaunchError)
 
 
 def _main(task: str, argv: list[str]) -> int:
@@ -89,6 +94,7 @@ def _main(task: str, argv: list[str]) -> int:
 
     started = time.time()
     args = get_args_parser(task).parse_args(argv)
+    launched_with, args.launcher = args.launcher, _launcher(args.launcher)
     out = (args.output or Path("work_dirs/transfer") / f"{task}_{Path(args.weights).stem}_s{args.seed}").resolve()
     folder = run_folder(out, task)
     is_main = _rank(args.launcher) == 0
@@ -144,15 +150,13 @@ def _main(task: str, argv: list[str]) -> int:
           + "".join(f"\n    equivalent {c}" for c in equivalent))
     if is_main:  # the other ranks wait for it in mmengine's process-group set-up, before the weights are loaded
         check_output(out)
-        folder.open(ident, {"processes": _world_size(args.launcher), "launcher": args.launcher, "git": git_commit()},
+        folder.open(ident, {"processes": _world_size(args.launcher), "launcher": launched_with, "git": git_commit()},
                     request=request_identity(task, argv), overwrite=overwrite, event="eval-only" if args.eval_only else None)
         if ex is not None:
             write_torchvision_pth(ex, weights, prefix="backbone.")
             print(f"[extract] {args.weights}: {ex.summary()} -> {weights}")
     cfg.work_dir = str(out)
     cfg.launcher = args.launcher
-    if args.launcher == "slurm" and "MASTER_PORT" not in os.environ:  # mmengine's default 29500 collides between jobs
-        os.environ["MASTER_PORT"] = slurm_port()
     cfg.randomness = dict(seed=args.seed)
     cfg.resume = (out / "last_checkpoint").is_file()
     cfg.custom_hooks = [dict(type="BackboneLoadHook", weights=None if weights is None else str(Path(args.weights).resolve())),
