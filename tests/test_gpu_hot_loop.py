@@ -446,3 +446,61 @@ def test_9_every_non_blocking_host_to_device_copy_reads_a_pinned_tensor(monkeypa
         DeviceAugment((0.5,) * 3, (0.25,) * 3)(views, params, torch.device("cuda", 0))
     assert sources and all(id(t) in loader_tensors or id(t) in pinned for t in sources), \
         [tuple(t.shape) for t in sources if id(t) not in loader_tensors | pinned]
+
+
+def test_8_moments_combine_precisely_for_large_means():
+    """Two processes' chunks with mean 1e4 and sd 1e-2 in float32: E[x²] - E[x]² loses every digit (x² ~ 1e8 has
+    a float32 spacing of 8); combining each process's (count, mean, M2) keeps the variance (float64 reference)."""
+    from pretrain.dist import combine_moments
+
+    g = torch.Generator().manual_seed(0)
+    parts = [1e4 + 1e-2 * torch.randn(1, 3, 500, generator=g, dtype=torch.float64) for _ in range(2)]
+    want = torch.cat(parts, 2).var(2, unbiased=False)  # (1, 3)
+    f = [p.float() for p in parts]
+    counts = torch.tensor([[[500.0]], [[500.0]]])
+    means = torch.stack([p.mean(2) for p in f])
+    m2s = torch.stack([(p - p.mean(2, keepdim=True)).square().sum(2) for p in f])
+    n, mean, var = combine_moments(counts, means, m2s)
+    assert n.item() == 1000 and torch.allclose(var.double(), want, rtol=1e-2)
+    naive = torch.cat(f, 2).square().mean(2) - torch.cat(f, 2).mean(2).square()
+    assert not torch.allclose(naive.double(), want, rtol=0.5)  # what the sum/sum-of-squares all-reduce computed
+
+
+def test_8_sync_batchnorm_keeps_one_input_s_bytes_on_its_own_group_and_matches_batchnorm(tmp_path):
+    """One gloo process (the bytes do not depend on the count): a bf16 input of 4 views is kept once for backward
+    (before: three fp32 copies, 6.0x its bytes), the statistics travel on `bn_group()`, not the default group, and
+    outputs and input gradients equal plain BatchNorm on each chunk (float64)."""
+    from torch import nn
+
+    from pretrain.dist import bn_group, sync_batch_norm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    groups = []
+    real = dist.all_gather
+    try:
+        dist.all_gather = lambda *a, group=None, **k: (groups.append(group), real(*a, group=group, **k))[1]
+        bn = nn.BatchNorm2d(8)
+        x = torch.randn(4 * 6, 8, 5, 5).to(torch.bfloat16).requires_grad_()
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: (saved.append(t.numel() * t.element_size()), t)[1], lambda t: t):
+            sync_batch_norm(bn, x, (0, 1, 2, 3))
+        assert sum(saved) <= x.numel() * x.element_size() + 1024, saved  # the input, and (V, C) statistics
+        assert groups and all(gr is bn_group() and gr is not dist.group.WORLD for gr in groups)
+
+        torch.manual_seed(0)
+        bn64 = nn.BatchNorm2d(8).double()
+        nn.init.uniform_(bn64.weight), nn.init.uniform_(bn64.bias)
+        ref = nn.BatchNorm2d(8).double()
+        ref.load_state_dict(bn64.state_dict())
+        x = (3.0 + torch.randn(4 * 6, 8, 5, 5, dtype=torch.float64)).requires_grad_()
+        dy = torch.randn_like(x)
+        y = sync_batch_norm(bn64, x, (0, 1, 2, 3))
+        (gx,) = torch.autograd.grad(y, x, dy)
+        xr = x.detach().requires_grad_()
+        yr = torch.cat([ref(c) for c in xr.chunk(4)])
+        (gr,) = torch.autograd.grad(yr, xr, dy)
+        assert torch.allclose(y, yr, atol=1e-10) and torch.allclose(gx, gr, atol=1e-10)
+        assert torch.allclose(bn64.running_var, ref.running_var) and torch.allclose(bn64.running_mean, ref.running_mean)
+    finally:
+        dist.all_gather = real
+        dist.destroy_process_group()

@@ -9,6 +9,9 @@
   EMA update            BYOL + method, ResNet-50 (the target network's update per step): milliseconds
                         and torch calls (kernel launches on a GPU)
   LARS step             the same model's parameters with random gradients: milliseconds and torch calls
+  SyncBN saved bytes    what one per-view synchronised BatchNorm call (`dist.sync_batch_norm`, 4 views, bf16
+                        input) keeps for backward, per byte of its input (saved-tensor hooks; a one-process
+                        gloo group: the bytes do not depend on the process count)
 
 The script only uses the public entry points (`Pretrainer.step`, `update_target`, `optimizer.step`), so
 running it on an older checkout measures "before": results are kept per --label in one JSON file.
@@ -123,6 +126,31 @@ def updates(reps: int) -> dict:
             "lars_ms": _median_ms(opt.step, reps), "lars_torch_calls": calls["lars"]}
 
 
+def syncbn_saved(tmp: Path) -> dict:
+    """Bytes saved for backward by one `sync_batch_norm` call on a bf16 (4·32, 64, 28, 28) input, and per input byte."""
+    import torch.distributed as dist
+    from torch import nn
+
+    from pretrain.dist import sync_batch_norm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp / 'store'}", rank=0, world_size=1)
+    try:
+        bn = nn.BatchNorm2d(64)
+        x = torch.randn(4 * 32, 64, 28, 28).to(torch.bfloat16).requires_grad_()
+        saved: list[int] = []
+
+        def pack(t):
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            sync_batch_norm(bn, x, (0, 1, 2, 3))
+    finally:
+        dist.destroy_process_group()
+    input_bytes = x.numel() * x.element_size()
+    return {"input_bytes": input_bytes, "saved_bytes": sum(saved), "saved_per_input_byte": round(sum(saved) / input_bytes, 3)}
+
+
 def git_commit() -> str:
     """The short commit, "+changes" when the working tree differs from it."""
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -141,13 +169,15 @@ def main(argv=None) -> int:
         data = Path(tmp) / "data/cls"
         data.mkdir(parents=True)
         write_jpegs(data, 16, size=(96, 96))
-        with tqdm(total=2, desc="hot loop", unit="part") as bar:
+        with tqdm(total=3, desc="hot loop", unit="part") as bar:
             reads = host_reads(data.parent, Path(tmp) / "run")
             bar.update(1)
             upd = updates(args.reps)
             bar.update(1)
+            bn = syncbn_saved(Path(tmp))
+            bar.update(1)
     result = {"git": git_commit(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "host_reads": reads, "updates": upd}
+              "host_reads": reads, "updates": upd, "syncbn_saved": bn}
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
     doc[args.label] = result
     args.out.parent.mkdir(parents=True, exist_ok=True)
