@@ -24,8 +24,22 @@ setup(
     long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pretrain*", "transfer*", "benchmarks*"]),
+    # the presets stay in the checkout's top-level configs/ (the layout users know); the wheel carries the same
+    # files as the package hier_aug_configs, which pretrain.shipped finds from any folder
+    packages=find_packages(include=["pretrain*", "transfer*", "benchmarks*"]) + ["hier_aug_configs"],
+    package_dir={"hier_aug_configs": "configs"},
+    package_data={"hier_aug_configs": ["**/*.yaml", "**/*.txt", "**/*.py"]},
     include_package_data=True,
+    entry_points={"console_scripts": [
+        "hier-aug-pretrain = pretrain.train:main",
+        "hier-aug-recipes = pretrain.recipes:main",
+        "hier-aug-transfer = transfer.commands.run_transfer:main",
+        "hier-aug-convert-d2 = transfer.commands.convert_to_d2:main",
+        "hier-aug-extract = transfer.commands.extract_backbone:main",
+        "hier-aug-check-data = transfer.commands.check_data:main",
+        "hier-aug-bench = benchmarks.run:main",
+        "hier-aug-demo-data = benchmarks.make_demo_data:main",
+    ]},
     install_requires=pinned("torch", "torchvision", "submitit")
     + ["numpy", "pyyaml", "tqdm", "pillow", "pycocotools", "matplotlib", "tensorboard", "scipy"],
     extras_require={

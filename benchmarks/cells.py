@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 from pretrain.preempt import EXIT_PREEMPTED, Forwarding
+from pretrain.shipped import CHECKOUT, in_checkout
 from transfer.tasks import TASKS, task_of
 
 from .suite import Suite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = CHECKOUT  # the project folder: cells run from it in a checkout
 INSTALL = {"detectron2": "detectron2 is not installed (install it by its official instructions; see README)",
            "mmseg": "mmsegmentation is not installed (run `make setup`)"}
 
@@ -40,7 +41,7 @@ def pretrain_command(suite: Suite, ckpt, seed: int | None) -> list[str]:
 
 
 def cell_command(suite: Suite, ckpt, task: str, seed: int) -> list[str]:
-    return [*launcher(suite.launch.get(task) or ""), str(ROOT / "tools/run_transfer.py"), "--task", task_of(task),
+    return [*launcher(suite.launch.get(task) or ""), "-m", "transfer.commands.run_transfer", "--task", task_of(task),
             *suite.cell_args(ckpt, task, seed)]
 
 
@@ -58,7 +59,7 @@ def _run_logged(cmd: list[str], folder: Path, log_name: str, record: dict, done)
     with open(folder / log_name, "a") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT if in_checkout() else None, stdout=log, stderr=subprocess.STDOUT)
         with Forwarding(proc):
             rc = proc.wait()
     if rc == EXIT_PREEMPTED:

@@ -38,11 +38,10 @@ from pathlib import Path
 import yaml
 
 from pretrain.run_folder import RUN_FILE, differences
+from pretrain.shipped import configs_dir, shipped
 from transfer.common import request_identity
 from transfer.result import SCHEMA
 from transfer.tasks import TASKS, task_of
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class SuiteError(ValueError):
@@ -181,6 +180,12 @@ def _path(value: str, base: Path, *more: Path) -> str:
     return str(next((b / value for b in more if (b / value).exists()), base / value).resolve())
 
 
+def _config_path(value: str, base: Path) -> str:
+    """A row's pretraining config: as `_path`, then a shipped preset named `configs/...` (`pretrain.shipped`)."""
+    found = _path(value, base)
+    return found if Path(found).exists() else str(shipped(value).resolve())
+
+
 _VAR = re.compile(r"\$\{(\w+)(:-([^}]*))?\}")
 
 
@@ -205,8 +210,13 @@ def _expand(value, where: str):
 
 def load_suite(path: str | Path) -> Suite:
     path = Path(path)
+    named = configs_dir() / "benchmarks" / f"{path.name}.yaml"  # a shipped suite by name: ablation_demo
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and named.is_file():
+        path = named
     if not path.is_file():
-        raise SuiteError(f"{path}: {'is a folder, not a suite file' if path.is_dir() else 'no such suite file'}")
+        shipped_names = sorted(p.stem for p in (configs_dir() / "benchmarks").glob("*.yaml"))
+        raise SuiteError(f"{path}: {'is a folder, not a suite file' if path.is_dir() else 'no such suite file'} "
+                         f"(shipped suites, by name: {', '.join(shipped_names)})")
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -231,7 +241,7 @@ def load_suite(path: str | Path) -> Suite:
         if extra:
             raise SuiteError(where(f"checkpoints[{i}]") + f" has unknown keys {sorted(extra)}")
         if "config" in c:
-            c = {**c, "config": _path(str(c["config"]), base, base, ROOT), "overrides": [str(o) for o in c.get("overrides") or []]}
+            c = {**c, "config": _config_path(str(c["config"]), base), "overrides": [str(o) for o in c.get("overrides") or []]}
             if not Path(c["config"]).is_file():
                 raise SuiteError(where(f"checkpoints[{i}].config") + f" {c['config']} is not a file")
         elif c.get("overrides"):

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from .shipped import shipped
+
 FULL_AUGS = ["crop", "jitter", "gray", "blur", "flip"]
 # The authors' add-one assignment: pair k adds one augmentation type and is contrasted after stage k.
 ADD_ONE_PAIRS = [
@@ -185,6 +187,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> di
     cfg = copy.deepcopy(DEFAULTS)
     name = "defaults"
     if path is not None:
+        if not Path(path).exists() and shipped(str(path)).is_file():  # configs/pretrain/NAME.yaml from any folder
+            path = shipped(str(path))
         cfg = _merge(cfg, _read(Path(path)), str(path))
         name = Path(path).stem
     for item in overrides:

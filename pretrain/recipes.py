@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from .config import load_config
+from .shipped import configs_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "configs/pretrain"
+PRESETS = configs_dir() / "pretrain"
 
 BYOL = "Grill et al. 2020 (arXiv 2006.07733)"
 BT_CODE = "facebookresearch/barlowtwins main.py @8e8d284"

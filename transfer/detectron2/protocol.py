@@ -7,10 +7,12 @@ from pathlib import Path
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from pretrain.shipped import configs_dir
+
 from ..convert import PIXEL_STD  # torchvision's ImageNet std x 255
 from ..protocol import changed_keys, flatten, input_mismatch, label, resolve_preset
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "detectron2"
+CONFIG_DIR = configs_dir() / "transfer" / "detectron2"
 DEFAULT_CONFIG = {"voc_det": "pascal_voc_R_50_C4_24k_moco", "coco_det": "coco_R_50_C4_1x_moco",
                   "coco_instseg": "coco_R_50_C4_1x_moco"}
 SYNC_NORMS = ("SyncBN", "naiveSyncBN", "nnSyncBN", "naiveSyncBN_N")

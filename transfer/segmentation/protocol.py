@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pretrain.shipped import configs_dir
+
 from ..convert import PIXEL_MEAN, PIXEL_STD  # torchvision's ImageNet mean/std x 255
 from ..protocol import changed_keys, flatten, input_mismatch, resolve_preset
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer" / "mmseg"
+CONFIG_DIR = configs_dir() / "transfer" / "mmseg"
 # where and how a run executes, not what it computes
 NOT_PROTOCOL = ("work_dir", "launcher", "randomness", "resume", "load_from", "custom_hooks", "env_cfg", "log_level",
                 "default_hooks.logger", "default_hooks.checkpoint", "model.backbone.init_cfg", "protocol")
