@@ -85,10 +85,30 @@ def _layouts(net):
                        "backbone", {"projector/head": 4, "momentum/target encoder": len(bb)}),
         "authors": ({"epoch": 200, "arch": "resnet18", "state_dict": authors}, "authors",
                     {"intermediate-stage heads": 9, "projector/head": 10, "predictor": 8, "augmentation embedding": 6}),
+        # DINO's main_dino.py save_dict: the teacher without DDP's prefix, the student with it
+        "dino": ({"teacher": {**{f"backbone.{k}": v for k, v in bb.items()}, **_head("head.mlp.")},
+                  "student": {**{f"module.backbone.{k}": torch.randn_like(v.float()) for k, v in bb.items()},
+                              **_head("module.head.mlp.")}, "epoch": 100},
+                 "dino-teacher", {"projector/head": 2, "DINO student": len(bb) + 2}),
+        # VISSL: classy_state_dict -> base_model -> model -> trunk (_feature_blocks.*) and heads
+        "vissl": ({"classy_state_dict": {"base_model": {"model": {"trunk": {f"_feature_blocks.{k}": v for k, v in bb.items()},
+                                                                 "heads": _head("0.clf.")}}}, "phase_idx": 3},
+                  "vissl", {}),
+        # lightly: nn.Sequential(*list(resnet.children())[:-1]) as `backbone`, in a Lightning checkpoint
+        "lightly": ({"state_dict": {**{_lightly(k): v for k, v in bb.items()}, **_head("projection_head.layers.")}},
+                    "lightly", {"projector/head": 2}),
     }
 
 
-LAYOUTS = ["torchvision", "moco", "simsiam", "byol", "backbone", "solo-learn", "authors", "hier-aug"]
+def _lightly(key: str) -> str:
+    """torchvision's key -> lightly's Sequential of the ResNet's children (0 conv1, 1 bn1, 4..7 layer1..4)."""
+    first, rest = key.split(".", 1)
+    index = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6, "layer4": 7}[first]
+    return f"backbone.{index}.{rest}"
+
+
+LAYOUTS = ["torchvision", "moco", "simsiam", "byol", "backbone", "solo-learn", "authors", "hier-aug", "dino", "vissl",
+           "lightly"]
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
@@ -112,6 +132,27 @@ def test_every_layout_converts_to_the_exact_backbone(tmp_path, capsys, name):
         doc = pickle.load(f)
     assert doc["matching_heuristics"] is True and "__author__" in doc
     _same_values(doc["model"], _backbone(net))
+
+
+def test_dino_s_student_when_asked_for_and_unknown_nesting_says_where_the_tensors_are(tmp_path):
+    net = _resnet(18)
+    obj, _, _ = _layouts(net)["dino"]
+    ex = extract_backbone(obj, member="student")
+    assert ex.layout == "dino-student" and ex.dropped["DINO teacher"] == len(_backbone(net)) + 2
+    student = {k[len("module.backbone."):]: v for k, v in obj["student"].items() if k.startswith("module.backbone.")}
+    assert ex.state_dict.keys() == student.keys() and all(torch.equal(ex.state_dict[k], v) for k, v in student.items())
+    with pytest.raises(CheckpointError, match="no teacher/student pair"):
+        extract_backbone({"state_dict": _backbone(net)}, member="student")
+    nested = {"weights": {"net": {"encoder": _backbone(net)}}, "step": 3}
+    with pytest.raises(CheckpointError, match=r"top-level keys: weights, step\); tensors are nested at: weights -> net "
+                                              r"-> encoder \(\d+ tensors\)"):
+        extract_backbone(nested)
+    src = tmp_path / "dino.pth"
+    torch.save(obj, src)
+    out = tmp_path / "student.pth"
+    assert _tool("extract_backbone")([str(src), str(out), "--member", "student"]) == 0
+    saved = torch.load(out, weights_only=True)
+    assert saved["meta"]["source_layout"] == "dino-student"
 
 
 # torchvision -> Detectron2 names, written by hand from detectron2's ResNet (stem, resN = layerN-1, convK.norm)

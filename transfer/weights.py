@@ -6,7 +6,12 @@ Supported layouts (auto-detected; `detect_layout`):
     simsiam      SimSiam/BYOL-style `module.encoder.*` / `encoder.*` / `online_network.*` / `online_encoder.*`
     authors      the paper's released SimSiam code: `module.encoder.*` whose ResNet also holds the
                  intermediate-stage heads (`scala*`, `prepare_attention*`, `attention*`)
-    backbone     `backbone.*` (mmselfsup, solo-learn, lightly, mmpretrain)
+    backbone     `backbone.*` (mmselfsup, solo-learn, mmpretrain)
+    lightly      lightly's `nn.Sequential(*list(resnet.children())[:-1])` under a prefix: `backbone.0.*` (conv1),
+                 `backbone.1.*` (bn1), `backbone.4.*`..`backbone.7.*` (layer1..4)
+    dino-teacher DINO's `{"teacher": {"backbone.*"}, "student": {"module.backbone.*"}}`: the teacher (what DINO
+                 evaluates) unless the student is asked for (`member`), layout `dino-student`
+    vissl        VISSL's `classy_state_dict.base_model.model.trunk._feature_blocks.*` (the heads are dropped)
     torchvision  a plain torchvision ResNet state_dict (`conv1.weight`, `layer1.*`, `fc.*`)
 Everything that is not the query/online backbone is dropped explicitly and counted by kind.
 """
@@ -37,6 +42,7 @@ PREFIXES = (
     ("simsiam", "module.online_encoder.net."), ("simsiam", "online_encoder.net."),
     ("simsiam", "module.online_encoder."), ("simsiam", "online_encoder."),
     ("backbone", "module.backbone."), ("backbone", "backbone."),
+    ("vissl", "_feature_blocks."),
     ("torchvision", "module."), ("torchvision", ""),
 )
 AUTHORS_HEADS = re.compile(r"^(scala\d|prepare_attention\d|attention\d)\.")
@@ -67,7 +73,8 @@ class Extraction:
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {k}" for k, n in sorted(self.dropped.items())) or "nothing"
-        return (f"layout {self.layout} (prefix {self.prefix!r}), ResNet-{self.depth}, "
+        return (f"layout {self.layout} (prefix {self.prefix!r}" + (", DINO's teacher: what DINO evaluates; --member student "
+                "for the other" if self.layout == "dino-teacher" else "") + f"), ResNet-{self.depth}, "
                 f"{len(self.state_dict)} backbone tensors; dropped {sum(self.dropped.values())} tensors: {drops}")
 
 
@@ -109,14 +116,59 @@ def _is_detectron2_pkl(path: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("model", data.get("blobs")), dict)
 
 
-def find_state_dict(obj: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensor dict inside a checkpoint (`model`, `state_dict`, `online`, or the top level) and its meta."""
+LIGHTLY_CHILD = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+LIGHTLY_KEY = re.compile(r"^((?:module\.)?backbone\.)(\d)\.(.*)$")
+VISSL_PATH = ("classy_state_dict", "base_model", "model", "trunk")
+MEMBERS = ("teacher", "student")
+
+
+def _tensors(d) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in d.items() if isinstance(v, torch.Tensor)} if isinstance(d, dict) else {}
+
+
+def find_state_dict(obj: dict, member: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensor dict inside a checkpoint and its meta: `model`, `state_dict`, `online`, ... or the top level; DINO's
+    `teacher` (default) or `student` (`member`; meta["member"]); VISSL's trunk. Nested tensors anywhere else: a
+    CheckpointError naming the top-level keys and where the tensors are."""
     meta = {k: obj[k] for k in ("format", "method", "arch", "config") if k in obj}
+    if all(_tensors(obj.get(m)) for m in MEMBERS):
+        chosen = member or "teacher"
+        if chosen not in MEMBERS:
+            raise CheckpointError(f"member {chosen!r}: a DINO checkpoint holds {' and '.join(MEMBERS)}")
+        return _tensors(obj[chosen]), {**meta, "member": chosen}
+    if member:
+        raise CheckpointError(f"member {member!r} asked for, but the checkpoint has no teacher/student pair "
+                              f"(top-level keys: {', '.join(map(str, list(obj)[:10]))})")
+    node = obj
+    for key in VISSL_PATH:
+        node = node.get(key) if isinstance(node, dict) else None
+    if _tensors(node):
+        return _tensors(node), {**meta, "vissl": True}
     for key in ("model", "state_dict", "model_state", "network", "online"):
-        if isinstance(obj.get(key), dict) and any(isinstance(v, torch.Tensor) for v in obj[key].values()):
-            return {k: v for k, v in obj[key].items() if isinstance(v, torch.Tensor)}, meta
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    return tensors, meta
+        if _tensors(obj.get(key)):
+            return _tensors(obj[key]), meta
+    return _tensors(obj), meta
+
+
+def tensor_paths(obj, path: tuple = (), depth: int = 6) -> list[str]:
+    """Where a nested checkpoint holds tensors: 'a -> b (N tensors)' for each dict that holds some."""
+    if not isinstance(obj, dict) or depth == 0:
+        return []
+    here = [f"{' -> '.join(map(str, path)) or '(top level)'} ({len(_tensors(obj))} tensors)"] if _tensors(obj) else []
+    return here + [p for k, v in obj.items() if isinstance(v, dict) for p in tensor_paths(v, (*path, k), depth - 1)]
+
+
+def lightly_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """lightly's Sequential-of-children keys as torchvision's (`backbone.4.0.conv1.weight` -> `backbone.layer1.0.
+    conv1.weight`, `backbone.0.weight` -> `backbone.conv1.weight`), or None when `sd` is not in that layout."""
+    hits = [m for m in map(LIGHTLY_KEY.match, sd) if m]
+    if not hits or {m.group(2) for m in hits} - set(LIGHTLY_CHILD) - {"2", "3", "8"} or "4" not in {m.group(2) for m in hits}:
+        return None
+    out = {}
+    for k, v in sd.items():
+        m = LIGHTLY_KEY.match(k)
+        out[f"{m.group(1)}{LIGHTLY_CHILD[m.group(2)]}.{m.group(3)}" if m and m.group(2) in LIGHTLY_CHILD else k] = v
+    return out
 
 
 def detect_layout(sd: dict[str, torch.Tensor], meta: dict | None = None) -> tuple[str, str]:
@@ -131,6 +183,10 @@ def detect_layout(sd: dict[str, torch.Tensor], meta: dict | None = None) -> tupl
         raise CheckpointError(f"no ResNet backbone found (no key looks like conv1.weight / layerN.M.convK.weight "
                               f"under a known prefix); first keys: {sample}")
     layout, prefix = best
+    if meta and meta.get("member"):
+        layout = f"dino-{meta['member']}"
+    if meta and meta.get("vissl"):
+        layout = "vissl"
     if layout == "simsiam" and any(AUTHORS_HEADS.match(k[len(prefix):]) for k in sd if k.startswith(prefix)):
         layout = "authors"
     if meta and meta.get("format") == PRETRAIN_FORMAT:
@@ -177,23 +233,32 @@ def _drop_kind(key: str) -> str:
     return "other"
 
 
-def extract_backbone(obj_or_path) -> Extraction:
-    """The online/query ResNet of a checkpoint (path or loaded dict) as a torchvision state_dict; errors
-    name the file."""
+def extract_backbone(obj_or_path, member: str | None = None) -> Extraction:
+    """The online/query ResNet of a checkpoint (path or loaded dict) as a torchvision state_dict (a DINO
+    checkpoint's teacher, or `member`); errors name the file."""
     if not isinstance(obj_or_path, (str, Path)):
-        return _extract(obj_or_path)
+        return _extract(obj_or_path, member)
     obj = load_checkpoint_file(obj_or_path)
     try:
-        return _extract(obj)
+        return _extract(obj, member)
     except CheckpointError as e:
         raise CheckpointError(f"{obj_or_path}: {e}") from None
 
 
-def _extract(obj: dict) -> Extraction:
-    sd, meta = find_state_dict(obj)
+def _extract(obj: dict, member: str | None = None) -> Extraction:
+    sd, meta = find_state_dict(obj, member)
     if not sd:
-        raise CheckpointError("the checkpoint holds no tensors (expected a state_dict under 'model' or 'state_dict')")
+        nested = tensor_paths(obj)
+        raise CheckpointError(
+            f"no layout this tool knows (top-level keys: {', '.join(map(str, list(obj)[:10]))}); "
+            + (f"tensors are nested at: {'; '.join(nested[:5])}: extract that dict and save it as a plain state_dict"
+               if nested else "the checkpoint holds no tensors at all"))
+    lightly = lightly_keys(sd)
+    if lightly is not None:
+        sd, meta = lightly, {**meta, "lightly": True}
     layout, prefix = detect_layout(sd, meta)
+    if meta.get("lightly"):
+        layout = "lightly"
     out: dict[str, torch.Tensor] = {}
     dropped: Counter = Counter()
     for k, v in sd.items():
@@ -204,4 +269,7 @@ def _extract(obj: dict) -> Extraction:
             dropped[_drop_kind(k)] += 1
     depth = _depth(out)
     check_coverage(out, depth)
+    if meta.get("member"):  # the other network of the pair is dropped too
+        other = next(m for m in MEMBERS if m != meta["member"])
+        dropped[f"DINO {other}"] += len(_tensors(obj[other]))
     return Extraction(out, layout, prefix, depth, dropped, meta)

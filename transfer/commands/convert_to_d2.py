@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("input", type=Path, help="pretraining checkpoint or torchvision state_dict")
     p.add_argument("output", type=Path, help="Detectron2 weights to write (.pkl)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every old -> new key")
+    p.add_argument("--member", choices=["teacher", "student"], help="of a DINO checkpoint (teacher/student pair): "
+                   "which network; the teacher by default (the one DINO evaluates)")
     args = p.parse_args(argv)
     if args.output.suffix != ".pkl":
         print(f"error: {args.output}: the output must end in .pkl (Detectron2 reads pickles by that suffix)", file=sys.stderr)
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
 
 
 def _convert(args) -> int:
-    ex = extract_backbone(args.input)
+    ex = extract_backbone(args.input, args.member)
     model = write_detectron2_pkl(ex, args.output)
     if args.verbose:
         for k in ex.state_dict:

@@ -22,12 +22,14 @@ def main(argv=None) -> int:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--prefix", default="", help="prefix for every key, e.g. 'backbone.'")
+    p.add_argument("--member", choices=["teacher", "student"], help="of a DINO checkpoint (teacher/student pair): "
+                   "which network; the teacher by default (the one DINO evaluates)")
     args = p.parse_args(argv)
     return guarded(lambda: _extract(args), CheckpointError)
 
 
 def _extract(args) -> int:
-    ex = extract_backbone(args.input)
+    ex = extract_backbone(args.input, args.member)
     write_torchvision_pth(ex, args.output, args.prefix)
     print(f"{args.input}: {ex.summary()}")
     print(f"wrote {args.output}: ResNet-{ex.depth} backbone, {len(ex.state_dict)} tensors, key prefix {args.prefix!r}")
