@@ -126,10 +126,13 @@ class Suite:
 
     def cell_state(self, ckpt: Checkpoint, task: str, seed: int) -> tuple[str, list[str]]:
         """(state, differences): "done" (its run finished with the inputs this cell asks for now), "stale" (it
-        finished with other inputs: the differences), "failed", "skipped" or "todo"."""
+        finished with other inputs: the differences), "failed", "skipped" or "todo" (also a run recorded as still
+        running, whatever files it left: killed after an evaluation wrote metrics.json, it resumes)."""
         folder = self.cell_dir(ckpt, task, seed)
         if (folder / "metrics.json").is_file():
             rec = _recorded(folder)
+            if rec is not None and rec.get("status") == "running":  # killed after (or while) writing its result
+                return "todo", [f"{folder / RUN_FILE}: the run is recorded as still running; rerunning resumes it"]
             if rec is None or rec.get("status") != "finished":
                 return "stale", [f"{folder / RUN_FILE}: no finished run recorded"]
             diff = differences(rec.get("request") or {}, request_identity(task_of(task), self.cell_args(ckpt, task, seed)))

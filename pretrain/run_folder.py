@@ -89,10 +89,16 @@ def _show(v) -> str:
     return s if len(s) <= 90 else s[:87] + "..."
 
 
+def _is_file(v) -> bool:
+    return isinstance(v, dict) and "path" in v and ("sha256" in v or bool(v.get("missing")))
+
+
 def _diff(old, new, key: str) -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict) and not ("sha256" in old and "sha256" in new):
+    if _is_file(old) and _is_file(new):  # one line naming both files
         if new.get("missing") and old.get("path") == new.get("path"):  # the file is gone: same path, same run
             return []
+        return [] if old == new else [f"{key}: {_show(old)} -> {_show(new)}"]
+    if isinstance(old, dict) and isinstance(new, dict) and not ("sha256" in old and "sha256" in new):
         return [d for k in sorted(set(old) | set(new), key=str)
                 for d in _diff(old.get(k, _ABSENT), new.get(k, _ABSENT), f"{key}.{k}" if key else str(k))]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):

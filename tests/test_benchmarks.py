@@ -65,6 +65,26 @@ def test_aggregation_mean_std_delta_and_flags(tmp_path):
     assert csv[0].startswith("row,checkpoint") and any(line.startswith("published,MoCo v2 200e") for line in csv)
 
 
+def test_a_killed_cell_with_a_metrics_file_is_not_done_and_not_reported(tmp_path):
+    """A job killed after its evaluation wrote metrics.json (its run.json still "running"): the cell is to run (and
+    resumes), not finished, not deleted as stale; the report counts only the finished seed."""
+    import json
+
+    path = _suite(tmp_path, [{"name": "ours", "path": "random"}], {"voc_seg": []}, seeds=(0, 1))
+    suite = load_suite(path)
+    ck = suite.checkpoints[0]
+    for seed, v in ((0, 60.0), (1, 99.0)):
+        write_cell(suite, ck, "voc_seg", seed, {"protocol": "standard", "mIoU": v})
+    run = suite.cell_dir(ck, "voc_seg", 1) / "run.json"
+    run.write_text(json.dumps({**json.loads(run.read_text()), "status": "running"}))
+    assert suite.cell_state(ck, "voc_seg", 0)[0] == "done"
+    state, why = suite.cell_state(ck, "voc_seg", 1)
+    assert state == "todo" and "still running" in why[0]
+    (row,) = [r for r in aggregate(suite) if r["metric"] == "mIoU"]
+    assert row["n"] == 1 and row["mean"] == 60.0
+    assert "99.00" not in write_report(suite).read_text()
+
+
 @pytest.mark.slow
 def test_suite_runs_isolates_failures_and_restarts_without_redoing_cells(demo_world, demo_pretrained, tmp_path):
     ckpt, _ = demo_pretrained

@@ -163,3 +163,26 @@ def test_a_signal_that_came_before_a_nested_preemption_still_counts():
         os.kill(os.getpid(), signal.SIGTERM)
         assert outer.signum == signal.SIGTERM  # the outer handler is back once the inner one is done
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_the_run_at_the_flush_that_reads_it(demo_world, tmp_path, monkeypatch, bad):
+    """The fast twin of the two-process NaN test: one process, the real step log; the loss of step 3 becomes
+    NaN / inf: the flush at step 4 stops the run naming step 3, and no checkpoint holds a step past 2."""
+    from pretrain.methods.base import HierSiamese
+
+    forward = HierSiamese.forward
+    calls = [0]
+
+    def poisoned(self, views, params):
+        loss, logs = forward(self, views, params)
+        calls[0] += 1
+        return (loss * bad, logs) if calls[0] == 3 else (loss, logs)
+
+    monkeypatch.setattr(HierSiamese, "forward", poisoned)
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    t = engine.Pretrainer(load_config(SIMSIAM, _overrides(data, tmp_path / "run", "optim.epochs=1",
+                                                          "train.ckpt_every_steps=2")))
+    with pytest.raises(engine.NonFiniteLossError, match=r"loss is -?(nan|inf) at step 3 "):  # SimSiam's loss is negative
+        t.run()
+    assert torch.load(tmp_path / "run/last.pth", weights_only=True)["global_step"] == 2

@@ -495,3 +495,17 @@ def test_10_an_unwritable_output_folder_is_named_by_detection_and_segmentation(d
         (seg, _seg(demo_world, tmp_path / "file/run", "random"))
     rc, _, err = _call(main, task, args)
     assert rc == 1 and "cannot write to the output folder" in err and "Traceback" not in err, err
+
+
+def test_a_missing_file_matches_only_a_record_of_its_own_path(tmp_path):
+    """A checkpoint deleted after its run finished still matches that run (same path), but not a run recorded
+    with another file: that is another input, named with both paths."""
+    from pretrain.run_folder import differences, file_fingerprint
+
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    a.write_bytes(b"weights a")
+    recorded = {"weights": file_fingerprint(a)}
+    a.unlink()
+    assert differences(recorded, {"weights": file_fingerprint(a)}) == []
+    diff = differences(recorded, {"weights": file_fingerprint(b)})
+    assert len(diff) == 1 and str(a) in diff[0] and str(b) in diff[0] and "missing" in diff[0]
