@@ -8,6 +8,10 @@ import torch
 from .test_method import inputs, make
 
 
+# Barlow Twins' constants of the defaults (the authors' early release, f13c949: lambda 3.9e-3, loss x 1/32)
+BT_LAMBDA, BT_SCALE = 3.9e-3, 1 / 32
+
+
 def _cos(a, b):
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
 
@@ -43,7 +47,7 @@ def _by_hand(name, model, views, params):
             c = a.T @ b / a.shape[0]
             on = ((1 - torch.diagonal(c)) ** 2).sum()
             off = (c ** 2).sum() - (torch.diagonal(c) ** 2).sum()
-            out[s] = model.scale * (on + model.lambd * off)
+            out[s] = BT_SCALE * (on + BT_LAMBDA * off)  # the numbers, not the module's attributes
         elif name == "mocov2":
             t = model.target(views, params, model.view_stages(), "view")
             q = z1 / z1.norm(dim=1, keepdim=True)
@@ -89,3 +93,21 @@ def test_only_the_online_network_and_the_predictors_learn():
     assert all(p.grad is None for p in model.target.parameters())
     assert model.online.backbone.conv1.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.predictors.parameters())
+
+
+@pytest.mark.parametrize("preset,lambd,scale", [
+    ("barlowtwins_resnet18_1xb64-coslr-4e_demo", 3.9e-3, 1 / 32),
+    ("barlowtwins-hier_resnet50_8xb32-coslr-200e_in100", 3.9e-3, 1 / 32),
+    ("barlowtwins-published_resnet50_8xb32-coslr-200e_in100", 0.0051, 1.0),  # main.py at 8e8d284
+])
+def test_each_barlow_twins_preset_builds_the_method_with_its_published_constants(preset, lambd, scale):
+    """Swapping lambda and the scale where the method stores them (or where the builder passes them) is caught here."""
+    from pretrain.build import build_model
+    from pretrain.config import load_config
+
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / f"configs/pretrain/{preset}.yaml",
+                      ["method.arch=resnet18", "method.proj={hidden: 16, out: 16}", "hier.head_reduce=[8, 8, 8]"])
+    model = build_model(cfg)
+    assert (model.lambd, model.scale) == (lambd, scale)
