@@ -509,3 +509,74 @@ def test_a_missing_file_matches_only_a_record_of_its_own_path(tmp_path):
     assert differences(recorded, {"weights": file_fingerprint(a)}) == []
     diff = differences(recorded, {"weights": file_fingerprint(b)})
     assert len(diff) == 1 and str(a) in diff[0] and str(b) in diff[0] and "missing" in diff[0]
+
+
+# The config keys that may differ between a run and its resume, each with why it cannot change a result; written
+# by hand: every other key is identity (a rerun with another value must stop, not resume).
+HAND_SETTINGS = {
+    "name": "the preset's file name; its content is identity",
+    "train.output": "where the run is written",
+    "train.device": "cpu/cuda: the same computation (parity tested by the GPU check)",
+    "train.ckpt_every_steps": "when checkpoints are written",
+    "train.ckpt_every_minutes": "when checkpoints are written",
+    "train.keep_every_epochs": "which checkpoints are kept",
+    "train.log_every": "how often losses are logged",
+    "train.max_steps": "where this invocation stops; the schedule is optim.epochs'",
+    "data.workers": "loader processes; augmentations are seeded per (seed, epoch, image)",
+    "data.max_bad_fraction": "when to stop for unreadable images; the images used are the same",
+    "method.batching": "how views are batched: equal in all modes (test_fidelity)",
+    "augment.device": "where the photometric step runs: equal paths (test_augment)",
+    "train.tf32_matmul": "GPU arithmetic mode", "train.tf32_conv": "GPU arithmetic mode",
+    "train.cudnn_benchmark": "GPU kernel choice",
+}
+
+
+def test_the_settings_are_the_hand_written_ones():
+    from pretrain.config import SETTINGS
+
+    assert sorted(SETTINGS) == sorted(HAND_SETTINGS)
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _changed(v):
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, (int, float)):
+        return v + 1
+    if isinstance(v, str):
+        return v + "_other"
+    if isinstance(v, list):
+        return [*v, v[-1]] if v else [1]
+    return "something"
+
+
+@pytest.mark.parametrize("key", [k for k, _ in _leaves(__import__("pretrain.config", fromlist=["DEFAULTS"]).DEFAULTS)])
+def test_every_config_key_is_identity_or_a_setting_with_a_reason(key, tmp_path):
+    """Changing one key alone: a setting changes only the settings; any other key changes the identity (so a
+    rerun with another seed, lr, augmentation... stops instead of resuming the old run)."""
+    import copy
+
+    from pretrain.config import identity, load_config
+
+    cfg = load_config(None, ["data.train=/data/x"])
+    other = copy.deepcopy(cfg)
+    *parents, leaf = key.split(".")
+    node = other
+    for p in parents:
+        node = node[p]
+    node[leaf] = _changed(node[leaf])
+    if key == "data.class_list":  # a file of class names
+        (tmp_path / "classes.txt").write_text("n01440764\n")
+        node[leaf] = str(tmp_path / "classes.txt")
+    (ident_a, set_a), (ident_b, set_b) = identity(cfg), identity(other)
+    if key in HAND_SETTINGS:
+        assert ident_a == ident_b and set_a != set_b, key
+    else:
+        assert ident_a != ident_b, f"{key} changes a result but is not identity"
