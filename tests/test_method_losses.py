@@ -7,7 +7,6 @@ import torch
 
 from .test_method import inputs, make
 
-
 # Barlow Twins' constants of the defaults (the authors' early release, f13c949: lambda 3.9e-3, loss x 1/32)
 BT_LAMBDA, BT_SCALE = 3.9e-3, 1 / 32
 
