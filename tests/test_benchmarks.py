@@ -255,3 +255,29 @@ def test_a_result_that_is_not_this_cells_is_stale_and_never_reported(tmp_path, t
     row = next(r for r in aggregate(suite) if r["metric"] == "top1")
     assert row["values"] == {0: 40.0} and row["n"] == 1
     assert "1 finished with other inputs" in write_report(suite).read_text()
+
+
+def test_the_invariance_difference_table_marks_exactly_the_cells_whose_interval_excludes_zero(tmp_path):
+    """Three paired seeds per cell. layer1/flip: differences 0.3, 0.4, 0.5 -> +0.400 [+0.152, +0.648] *; layer1/gray:
+    0.1, 0.2, 0.3 -> +0.200 [-0.048, +0.448] (no mark); layer2/flip: -0.5, -0.4, -0.3 -> -0.400 [-0.648, -0.152] *;
+    layer2/gray: 0 -> +0.000 [+0.000, +0.000] (a zero-width interval at 0 contains 0: no mark). Half width
+    t(0.975, 2) 4.3027 x 0.1 / sqrt(3) = 0.2484 (tables); columns in the maps' order, rows in layer order."""
+    from benchmarks.invariance_report import section
+
+    suite = load_suite(_suite(tmp_path, [{"name": "base", "path": "random"}, {"name": "ours", "path": "random"}],
+                              {"invariance": []}, seeds=(0, 1, 2), baseline="base"))
+    diffs = {("layer1", "flip"): (0.3, 0.4, 0.5), ("layer1", "gray"): (0.1, 0.2, 0.3),
+             ("layer2", "flip"): (-0.5, -0.4, -0.3), ("layer2", "gray"): (0.0, 0.0, 0.0)}
+
+    def matrix(row, seed):
+        return {layer: {aug: {"mean": 0.5 + (diffs[(layer, aug)][seed] if row == "ours" else 0.0)} for aug in ("flip", "gray")}
+                for layer in ("layer1", "layer2")}
+
+    cells = {(row, "invariance"): {"metrics": [{"seed": s, "metrics": {"matrix": matrix(row, s)}} for s in (0, 1, 2)]}
+             for row in ("base", "ours")}
+    (tmp_path / "figs").mkdir()
+    suite.output.mkdir(parents=True)
+    md, _ = section(suite, cells, tmp_path / "figs")
+    assert "| stage | flip | gray |" in md
+    assert "| layer1 | +0.400 [+0.152, +0.648] * | +0.200 [-0.048, +0.448] |" in md
+    assert "| layer2 | -0.400 [-0.648, -0.152] * | +0.000 [+0.000, +0.000] |" in md
