@@ -32,7 +32,7 @@ setup(
     include_package_data=True,
     entry_points={"console_scripts": [
         "hier-aug-pretrain = pretrain.train:main",
-        "hier-aug-recipes = pretrain.recipes:main",
+        "hier-aug-recipes = pretrain.config.recipes:main",
         "hier-aug-transfer = transfer.commands.run_transfer:main",
         "hier-aug-convert-d2 = transfer.commands.convert_to_d2:main",
         "hier-aug-extract = transfer.commands.extract_backbone:main",

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from pretrain.preempt import EXIT_PREEMPTED, Forwarding
-from pretrain.shipped import CHECKOUT, in_checkout
+from pretrain.config.shipped import CHECKOUT, in_checkout
+from pretrain.runs.preempt import EXIT_PREEMPTED, Forwarding
 from transfer.tasks import TASKS, task_of
 
 from .suite import Suite
@@ -46,7 +46,7 @@ def cell_command(suite: Suite, ckpt, task: str, seed: int) -> list[str]:
 
 
 def _write(path: Path, obj) -> None:
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(path, obj)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.demo_world import VOC_CLASSES, WorldSpec, generate
 from benchmarks.demo_world.formats import WRITERS, Counts
 from benchmarks.demo_world.quirks import add_quirks
-from pretrain.cli import number
+from pretrain.runs.cli import number
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pretrain.cli import guarded
-from pretrain.preempt import EXIT_PREEMPTED
+from pretrain.runs.cli import guarded
+from pretrain.runs.preempt import EXIT_PREEMPTED
 
 from .cells import cell_command, pretrain_command, run_cell, run_pretrain_cell
 from .report import write_report

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from pretrain.run_folder import RUN_FILE, differences
-from pretrain.shipped import configs_dir, shipped
+from pretrain.config.shipped import configs_dir, shipped
+from pretrain.runs.folder import RUN_FILE, differences
 from transfer.common import request_identity
 from transfer.result import SCHEMA
 from transfer.tasks import TASKS, task_of
@@ -146,8 +146,8 @@ class Suite:
         """(state, differences) of a config row's pretraining: "done" (pretrain_summary.json reports the whole
         schedule and run.json the config this suite asks for now), "stale" (finished with another config),
         "failed" (failed.json), or "todo" (not started, or stopped part-way: rerunning resumes from last.pth)."""
-        from pretrain.config import load_config
-        from pretrain.outputs import run_identity
+        from pretrain.config.config import load_config
+        from pretrain.engine.outputs import run_identity
 
         folder = self.pretrain_dir(ckpt, seed)
         summary = folder / "pretrain_summary.json"

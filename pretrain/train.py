@@ -14,9 +14,9 @@ import json
 import logging
 import sys
 
-from .cli import guarded
-from .config import ConfigError, load_config
-from .dist import LaunchError, init_distributed
+from pretrain.config.config import ConfigError, load_config
+from pretrain.distributed.launch import LaunchError, init_distributed
+from pretrain.runs.cli import guarded
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,13 +43,13 @@ def main(argv=None) -> int:
 
 
 def _train(cfg: dict, overwrite: bool) -> int:
-    from .runtime import device_type
+    from pretrain.engine.runtime import device_type
 
     info = init_distributed(device_type(cfg))
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    from .engine import Pretrainer
-    from .outputs import open_run, output_dir
+    from pretrain.engine.outputs import open_run, output_dir
+    from pretrain.engine.trainer import Pretrainer
 
     if open_run(cfg, info, overwrite) == "finished":
         if info.is_main:

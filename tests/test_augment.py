@@ -10,12 +10,12 @@ from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
 from benchmarks.perf.torchvision_views import torchvision_view
-from pretrain import photometric as P
-from pretrain.augment import AUG_TYPES, PARAM_DIM, PARAM_SLICES, AugPipeline
-from pretrain.augment import IMAGENET_STD as STD
-from pretrain.build import build_transform
-from pretrain.config import ConfigError, load_config
-from pretrain.params import JITTER, JITTER_ORDER, ROTATE, ROTATE_K
+from pretrain.config.config import ConfigError, load_config
+from pretrain.engine.build import build_transform
+from pretrain.transforms import photometric as P
+from pretrain.transforms.augment import AUG_TYPES, PARAM_DIM, PARAM_SLICES, AugPipeline
+from pretrain.transforms.augment import IMAGENET_STD as STD
+from pretrain.transforms.params import JITTER, JITTER_ORDER, ROTATE, ROTATE_K
 
 from .test_fidelity import AUTHORS
 
@@ -182,7 +182,7 @@ def test_batched_path_equals_the_per_image_path_for_whole_pairs(per_view):
 def test_augment_device_setting_is_checked():
     with pytest.raises(ConfigError, match="augment.device"):
         load_config(AUTHORS, ["augment.device=gpu"])
-    from pretrain.build import resolve_augment_device
+    from pretrain.engine.build import resolve_augment_device
 
     cfg = load_config(AUTHORS)
     assert resolve_augment_device(cfg, "cpu") == "loader" and resolve_augment_device(cfg, "cuda") == "train"

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from pretrain.images import class_folders
+from pretrain.data.images import class_folders
 from transfer.classification.linear import PRESETS, sanity_check
 
 from .conftest import run_tool

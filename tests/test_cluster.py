@@ -15,7 +15,7 @@ import pytest
     ("node7", ["node7"]),
 ])
 def test_slurm_host_lists_expand_as_scontrol_does(nodes, hosts):
-    from pretrain.dist import expand_hostlist
+    from pretrain.distributed.launch import expand_hostlist
 
     assert expand_hostlist(nodes) == hosts
 
@@ -29,7 +29,7 @@ def _slurm(monkeypatch, **env):
 
 
 def test_without_scontrol_the_master_is_the_first_host_of_the_expanded_list(monkeypatch):
-    from pretrain.dist import _slurm_env
+    from pretrain.distributed.launch import _slurm_env
 
     _slurm(monkeypatch, SLURM_PROCID="1", SLURM_NTASKS="4", SLURM_STEP_NUM_TASKS="4", SLURM_LOCALID="1", SLURM_JOB_ID="9",
            SLURM_JOB_NODELIST="gpu[01,03]")
@@ -39,7 +39,7 @@ def test_without_scontrol_the_master_is_the_first_host_of_the_expanded_list(monk
 def test_a_batch_script_process_that_srun_did_not_start_says_what_to_do(monkeypatch):
     """sbatch --ntasks 8 runs the script once with SLURM_PROCID=0, SLURM_NTASKS=8 and no step: it would wait for
     7 processes that never come."""
-    from pretrain.dist import _slurm_env
+    from pretrain.distributed.launch import _slurm_env
 
     _slurm(monkeypatch, SLURM_PROCID="0", SLURM_NTASKS="8", SLURM_JOB_ID="9", SLURM_JOB_NODELIST="gpu01")
     with pytest.raises(RuntimeError, match="not by srun"):
@@ -74,7 +74,7 @@ def test_a_folder_in_use_by_a_live_process_is_refused_and_a_dead_ones_lock_is_ta
     import subprocess
     import sys
 
-    from pretrain.run_folder import LOCK_FILE, STALE_S, RunConflict, RunFolder, release_folder
+    from pretrain.runs.folder import LOCK_FILE, STALE_S, RunConflict, RunFolder, release_folder
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -46,8 +46,8 @@ def _head(prefix, n=2):
 
 
 def _hier_aug_ckpt(net):
-    from pretrain.build import build_model
-    from pretrain.config import load_config
+    from pretrain.config.config import load_config
+    from pretrain.engine.build import build_model
 
     cfg = load_config(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml")
     model = build_model(cfg)

@@ -9,10 +9,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from pretrain.build import build_model
-from pretrain.config import load_config
-from pretrain.dist import convert_sync_batchnorm
-from pretrain.viewbn import make_per_view
+from pretrain.config.config import load_config
+from pretrain.distributed.syncbn import convert_sync_batchnorm
+from pretrain.engine.build import build_model
+from pretrain.models.viewbn import make_per_view
 
 from .test_method import SMALL, inputs
 
@@ -77,7 +77,7 @@ def test_ddp_gradients_match_single_process(tmp_path, name, mode):
 def test_ranks_split_each_global_batch_of_the_single_process_order(world):
     """Batch k of the global batch is the same set of images whichever the process count: the union of the
     ranks' k-th batches is the single process's k-th batch (so DDP trains on one process's batches)."""
-    from pretrain.data import ResumableSampler
+    from pretrain.data.sampler import ResumableSampler
 
     size, per_rank = 50, 3
     single = list(ResumableSampler(size, per_rank * world, seed=5))
@@ -90,7 +90,7 @@ def test_ranks_split_each_global_batch_of_the_single_process_order(world):
 
 
 def test_slurm_variables_become_torchrun_ones(monkeypatch):
-    from pretrain.dist import _slurm_env
+    from pretrain.distributed.launch import _slurm_env
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)

@@ -8,9 +8,9 @@ import torch
 from scipy import stats as sps
 from torchvision.transforms import RandomResizedCrop
 
-from pretrain.augment import AugPipeline
-from pretrain.params import BLUR, BLUR_SIGMA, CROP_BOX, JITTER, JITTER_FACTORS, JITTER_ORDER, ROTATE, ROTATE_K
-from pretrain.views import MultiViewDataset, MultiViewTransform, PairSpec
+from pretrain.data.views import MultiViewDataset, MultiViewTransform, PairSpec
+from pretrain.transforms.augment import AugPipeline
+from pretrain.transforms.params import BLUR, BLUR_SIGMA, CROP_BOX, JITTER, JITTER_FACTORS, JITTER_ORDER, ROTATE, ROTATE_K
 
 ALPHA = 1e-3
 ALL = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pretrain.images import class_folders
+from pretrain.data.images import class_folders
 
 
 def test_two_seeds_give_the_paired_interval_with_one_degree_of_freedom():
@@ -59,7 +59,7 @@ HAND_RANGES = {
 
 
 def test_the_range_table_is_the_hand_written_one():
-    from pretrain.config import RANGES
+    from pretrain.config.config import RANGES
 
     assert RANGES == HAND_RANGES
 
@@ -81,7 +81,7 @@ def _boundary_cases():
 @pytest.mark.parametrize("key,value,ok", list(_boundary_cases()), ids=lambda v: str(v))
 def test_each_range_at_both_sides_of_each_end(key, value, ok):
     """Generated from the hand-written ranges: each end accepted or refused as written, one step past it refused."""
-    from pretrain.config import ConfigError, load_config
+    from pretrain.config.config import ConfigError, load_config
 
     if ok:
         load_config(None, [f"{key}={value}"])

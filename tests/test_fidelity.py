@@ -15,12 +15,12 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from benchmarks.perf.torchvision_views import torchvision_view
-from pretrain.augment import PARAM_DIM, AugPipeline
-from pretrain.build import build_model, build_transform
-from pretrain.config import load_config
-from pretrain.encoder import param_index
-from pretrain.heads import StageHead
-from pretrain.photometric import blur_kernel
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_model, build_transform
+from pretrain.models.encoder import param_index
+from pretrain.models.heads import StageHead
+from pretrain.transforms.augment import PARAM_DIM, AugPipeline
+from pretrain.transforms.photometric import blur_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTHORS = ROOT / "configs/pretrain/simsiam-hier_resnet50_8xb32-coslr-200e_in100.yaml"
@@ -257,7 +257,7 @@ def test_batching_modes_equal_in_train_mode(name):
 
 
 def test_cosine_is_per_epoch_as_the_authors():
-    from pretrain.optim import lr_at, schedule_step
+    from pretrain.engine.optim import lr_at, schedule_step
 
     # 10 epochs of 10 steps, base lr 1: the authors' lr in epoch e is 0.5 * (1 + cos(pi * e / 10)).
     lrs = [lr_at(schedule_step(t, 10, 0, "epoch"), 100, 0, 1.0) for t in range(100)]

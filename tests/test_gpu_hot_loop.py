@@ -10,12 +10,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from benchmarks.perf.hot_loop import HostReads, TorchCalls
-from pretrain import engine
-from pretrain import loader as pretrain_loader
-from pretrain.build import build_model
-from pretrain.config import load_config
-from pretrain.dist import convert_sync_batchnorm
-from pretrain.viewbn import make_per_view
+from pretrain.config.config import load_config
+from pretrain.data import loader as pretrain_loader
+from pretrain.distributed.syncbn import convert_sync_batchnorm
+from pretrain.engine import trainer as engine
+from pretrain.engine.build import build_model
+from pretrain.models.viewbn import make_per_view
 
 from .conftest import ROOT
 from .test_distributed import _free_port
@@ -59,7 +59,7 @@ def test_7_the_training_step_never_reads_a_device_value_back(demo_world, tmp_pat
 
 
 def test_7_index_plan_refuses_device_parameters():
-    from pretrain.photometric import index_plan
+    from pretrain.transforms.photometric import index_plan
 
     with pytest.raises(ValueError, match="on the host"):
         index_plan(torch.zeros(2, 22, device="meta"))
@@ -69,7 +69,7 @@ def _nan_worker(rank, world, port, data, out, queue):
     """Rank 1's loss turns NaN at its second step; both processes must stop with the same message."""
     from datetime import timedelta
 
-    from pretrain.dist import DistInfo
+    from pretrain.distributed.launch import DistInfo
     from pretrain.methods.base import HierSiamese
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -172,9 +172,9 @@ def _bt_worker(rank, world, port, out):
     """Per-view SyncBN and Barlow Twins' loss on 2 processes against the gradient-carrying formulations."""
     import torch.distributed.nn.functional as dnnf
 
-    from pretrain.dist import CPUSyncBatchNorm
-    from pretrain.losses import barlow_twins_loss
-    from pretrain.viewbn import PerViewCPUSyncBatchNorm, per_view_stats
+    from pretrain.distributed.syncbn import CPUSyncBatchNorm
+    from pretrain.methods.losses import barlow_twins_loss
+    from pretrain.models.viewbn import PerViewCPUSyncBatchNorm, per_view_stats
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -204,7 +204,7 @@ def _bt_worker(rank, world, port, out):
         rm, rv = 0.9 * rm + 0.1 * chunk.mean(1), 0.9 * rv + 0.1 * chunk.var(1, unbiased=True)
     res["running_by_hand"] = (rm, rv)
     # the step log: the loss each process logs is the mean over processes
-    from pretrain.step_log import StepLog
+    from pretrain.engine.step_log import StepLog
 
     log = StepLog()
     log.add({"step": 1}, {"loss": torch.tensor(float(rank + 1)), "loss/stage4": torch.tensor(10.0 * rank)})
@@ -251,7 +251,7 @@ def test_8_12_one_collective_formulations_equal_the_gradient_carrying_ones(tmp_p
 def test_8_running_statistics_are_updated_chunk_by_chunk_in_view_order():
     """One process, the shared per-chunk path: running mean after chunks (ids 2, 0, 1) = the EMA over the
     chunks taken in id order (hand-computed)."""
-    from pretrain.viewbn import PerViewBatchNorm2d, per_view_stats
+    from pretrain.models.viewbn import PerViewBatchNorm2d, per_view_stats
 
     bn = PerViewBatchNorm2d(2, momentum=0.5)
     x = torch.stack([torch.full((2, 2, 2), float(v)) for v in (10, 10, 20, 20, 40, 40)])  # chunk means 10, 20, 40
@@ -274,7 +274,7 @@ def _lars_reference(params, grads, bufs, lr, momentum, wd, eta, exclude):
 
 
 def test_9_lars_equals_the_per_parameter_loop_in_a_constant_number_of_kernels():
-    from pretrain.optim import LARS
+    from pretrain.engine.optim import LARS
 
     g = torch.Generator().manual_seed(0)
     shapes = [(4, 3), (7,), (2, 2, 3), (5,)] * 20
@@ -387,8 +387,8 @@ def test_13_the_run_records_what_it_chose(demo_world, tmp_path):
 
 
 def test_13_on_a_gpu_cudnn_autotunes_convs_may_use_tf32_matmuls_do_not(monkeypatch):
-    from pretrain import runtime
-    from pretrain.dist import DistInfo
+    from pretrain.distributed.launch import DistInfo
+    from pretrain.engine import runtime
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
@@ -414,8 +414,8 @@ def test_9_every_non_blocking_host_to_device_copy_reads_a_pinned_tensor(monkeypa
     each source must be a loader tensor or a pinned one."""
     from torch.overrides import TorchFunctionMode
 
-    from pretrain.augment import PARAM_DIM
-    from pretrain.photometric import DeviceAugment
+    from pretrain.transforms.augment import PARAM_DIM
+    from pretrain.transforms.photometric import DeviceAugment
 
     pinned: set[int] = set()
 
@@ -451,7 +451,7 @@ def test_9_every_non_blocking_host_to_device_copy_reads_a_pinned_tensor(monkeypa
 def test_8_moments_combine_precisely_for_large_means():
     """Two processes' chunks with mean 1e4 and sd 1e-2 in float32: E[x²] - E[x]² loses every digit (x² ~ 1e8 has
     a float32 spacing of 8); combining each process's (count, mean, M2) keeps the variance (float64 reference)."""
-    from pretrain.dist import combine_moments
+    from pretrain.distributed.syncbn import combine_moments
 
     g = torch.Generator().manual_seed(0)
     parts = [1e4 + 1e-2 * torch.randn(1, 3, 500, generator=g, dtype=torch.float64) for _ in range(2)]
@@ -472,7 +472,7 @@ def test_8_sync_batchnorm_keeps_one_input_s_bytes_on_its_own_group_and_matches_b
     outputs and input gradients equal plain BatchNorm on each chunk (float64)."""
     from torch import nn
 
-    from pretrain.dist import bn_group, sync_batch_norm
+    from pretrain.distributed.syncbn import bn_group, sync_batch_norm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     groups = []

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from pretrain import checkpoint, runtime
-from pretrain import dist as pdist
-from pretrain.config import load_config
+from pretrain.config.config import load_config
+from pretrain.distributed import launch as pdist
+from pretrain.engine import checkpoint, runtime
 
 from .conftest import ROOT
 
@@ -177,7 +177,7 @@ def test_6_more_loader_workers_than_the_task_s_cores_is_said(monkeypatch, caplog
     import logging
     import os
 
-    from pretrain.loader import build_loader
+    from pretrain.data.loader import build_loader
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
     with caplog.at_level(logging.WARNING, logger="pretrain"):

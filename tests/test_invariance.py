@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.io import encode_png, write_file
 
-from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
-from pretrain.photometric import GRAY_WEIGHTS
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
+from pretrain.transforms.photometric import GRAY_WEIGHTS
 from transfer.classification.invariance import AUGMENTATIONS, difference, invariance, invariance_map
 
 from .conftest import ROOT

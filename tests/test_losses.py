@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pretrain.losses import barlow_twins_loss, byol_loss, info_nce, negative_cosine, simsiam_loss
+from pretrain.methods.losses import barlow_twins_loss, byol_loss, info_nce, negative_cosine, simsiam_loss
 
 
 def _cos(a, b):

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from pretrain.augment import PARAM_DIM
-from pretrain.build import build_model
-from pretrain.config import load_config
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_model
 from pretrain.methods import METHODS
+from pretrain.transforms.augment import PARAM_DIM
 
 SMALL = ["method.arch=resnet18", "method.proj={hidden: 32, out: 16}", "method.pred_hidden=8", "method.queue_size=24",
          "hier.head_reduce=[8, 8, 8]", "expand.dim=8", "augment.size=32"]

@@ -101,8 +101,8 @@ def test_only_the_online_network_and_the_predictors_learn():
 ])
 def test_each_barlow_twins_preset_builds_the_method_with_its_published_constants(preset, lambd, scale):
     """Swapping lambda and the scale where the method stores them (or where the builder passes them) is caught here."""
-    from pretrain.build import build_model
-    from pretrain.config import load_config
+    from pretrain.config.config import load_config
+    from pretrain.engine.build import build_model
 
     from .conftest import ROOT
 

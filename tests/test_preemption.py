@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pretrain import engine
-from pretrain.config import load_config
-from pretrain.dist import DistInfo
-from pretrain.preempt import EXIT_PREEMPTED, Preempted
+from pretrain.config.config import load_config
+from pretrain.distributed.launch import DistInfo
+from pretrain.engine import trainer as engine
+from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted
 
 from .conftest import ROOT
 from .test_distributed import _free_port
@@ -154,7 +154,7 @@ def test_one_process_s_signal_or_bad_images_stop_every_process_at_the_same_step(
 def test_a_signal_that_came_before_a_nested_preemption_still_counts():
     """detectron2's one-process launch runs the trainer inside the entry point's own `Preemption`: a signal met
     before training started (the inner one) must still stop the run."""
-    from pretrain.preempt import Preemption
+    from pretrain.runs.preempt import Preemption
 
     with Preemption() as outer:
         os.kill(os.getpid(), signal.SIGUSR1)

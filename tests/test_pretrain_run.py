@@ -89,7 +89,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(demo_world, tmp_path):
 
 def test_numbers_written_as_strings_become_floats():
     """YAML 1.1 reads 1e-4 as a string; the config turns it into the number (not an int, not an error)."""
-    from pretrain.config import ConfigError, load_config
+    from pretrain.config.config import ConfigError, load_config
 
     cfg = load_config(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml", ["optim.weight_decay=1e-4", "optim.lr=5e-2"])
     assert cfg["optim"]["weight_decay"] == 1e-4 and cfg["optim"]["lr"] == 0.05 and isinstance(cfg["optim"]["lr"], float)
@@ -110,8 +110,8 @@ def test_config_errors_name_the_key(tmp_path, capsys):
 def test_batched_photometric_path_trains_like_the_per_image_path(demo_world, tmp_path):
     """augment.device=train (workers: crop/flip only; the trainer: the rest, batched) follows the same loss
     trajectory and ends at the same weights as augment.device=loader."""
-    from pretrain.config import load_config
-    from pretrain.engine import Pretrainer
+    from pretrain.config.config import load_config
+    from pretrain.engine.trainer import Pretrainer
 
     runs = {}
     for mode in ("loader", "train"):
@@ -160,8 +160,8 @@ def _small_folder(demo_world, root, per_class):
 def test_a_stopped_run_resumes_to_the_same_weights_in_process(demo_world, tmp_path, name):
     """Fast twin of the kill -9 test: 2 epochs of 3 steps straight, or stopped after step 4 (mid-epoch) and
     resumed by a new trainer: identical weights, optimizer state, queues / target network and step."""
-    from pretrain.config import load_config
-    from pretrain.engine import Pretrainer
+    from pretrain.config.config import load_config
+    from pretrain.engine.trainer import Pretrainer
 
     data = _small_folder(demo_world, tmp_path / "data", 6)
     cfg_path = ROOT / f"configs/pretrain/{name}-hier_resnet18_1xb64-coslr-4e_demo.yaml"
@@ -186,8 +186,8 @@ def test_the_trainer_scales_decays_and_fixes_the_predictor_lr_and_updates_the_em
     fix_pred_lr) and are exactly the optimizer's 'pred' group. BYOL, one step: target = 0.99 target0 + 0.01 online."""
     import copy
 
-    from pretrain.config import load_config
-    from pretrain.engine import Pretrainer
+    from pretrain.config.config import load_config
+    from pretrain.engine.trainer import Pretrainer
 
     data = _small_folder(demo_world, tmp_path / "data", 12)
     over = [*TINY, "optim.batch_size=8", "optim.lr=0.05", "data.workers=0", f"data.train={data}"]
@@ -213,8 +213,8 @@ def test_the_trainer_scales_decays_and_fixes_the_predictor_lr_and_updates_the_em
 def test_warm_up_is_linear_over_its_steps_then_the_cosine_runs_per_epoch(demo_world, tmp_path):
     """warmup_epochs 0.5 of 3 steps = round(1.5) = 2 steps at base x 1/2, base x 2/2; then the cosine over the
     remaining 4 of 6 steps, evaluated at each epoch's first step after warm-up (steps 2 and 3): t = 0 and 1/4."""
-    from pretrain.config import load_config
-    from pretrain.engine import Pretrainer
+    from pretrain.config.config import load_config
+    from pretrain.engine.trainer import Pretrainer
 
     data = _small_folder(demo_world, tmp_path / "data", 12)
     t = Pretrainer(load_config(ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml",

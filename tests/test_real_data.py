@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pretrain.images import read_rgb
+from pretrain.data.images import read_rgb
 
 from .conftest import ROOT
 from .test_pretrain_run import TINY
@@ -66,8 +66,8 @@ def test_cmyk_palette_and_alpha_against_hand_conversions(tmp_path):
 def test_every_dataset_reads_a_16_bit_picture_as_its_8_bit_twin(tmp_path):
     """The same picture saved as 16-bit and 8-bit greyscale PNG gives the same pretraining views (the old decoder
     clipped 16 bits: normalised mean 2.40 against 0.82), probe images, invariance images and data-check decode."""
-    from pretrain.augment import AugPipeline
-    from pretrain.views import MultiViewDataset, MultiViewTransform, PairSpec
+    from pretrain.data.views import MultiViewDataset, MultiViewTransform, PairSpec
+    from pretrain.transforms.augment import AugPipeline
     from transfer.classification.datasets import image_folder
 
     grey = (np.add.outer(np.arange(48), np.arange(48)) * 2 + 20).astype(np.uint8)
@@ -254,8 +254,8 @@ def test_knn_on_the_quirks_split_equals_a_knn_written_out_on_hand_read_features(
 
 
 def test_pretraining_reads_every_image_mode_of_the_quirks_world(quirks_world, tmp_path):
-    from pretrain.config import load_config
-    from pretrain.engine import Pretrainer
+    from pretrain.config.config import load_config
+    from pretrain.engine.trainer import Pretrainer
 
     cfg = load_config(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml",
                       [*TINY, "train.max_steps=1", "data.workers=0", f"data.train={quirks_world / 'imagefolder/train'}",

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from pretrain.build import active_pairs, build_model, build_transform
-from pretrain.config import load_config
-from pretrain.optim import build_optimizer, ema_momentum, set_lr
+from pretrain.config.config import load_config
+from pretrain.engine.build import active_pairs, build_model, build_transform
+from pretrain.engine.optim import build_optimizer, ema_momentum, set_lr
 
 from .conftest import ROOT
 
@@ -86,7 +86,7 @@ def test_bicubic_resize_is_torchvision_bicubic():
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
-    from pretrain.augment import AugPipeline
+    from pretrain.transforms.augment import AugPipeline
 
     img = torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     pipe = AugPipeline(size=32, types=("crop",), interpolation="bicubic")
@@ -99,7 +99,7 @@ def test_bicubic_resize_is_torchvision_bicubic():
 
 def test_the_trainer_gives_the_target_the_scheduled_momentum_each_step(demo_world, tmp_path):
     """BYOL + method, 3 steps of 6, momentum_schedule cosine: update_target gets 1 - 0.01 (cos(pi k / 6) + 1) / 2."""
-    from pretrain.engine import Pretrainer
+    from pretrain.engine.trainer import Pretrainer
 
     from .test_pretrain_run import TINY, _small_folder
 
@@ -157,7 +157,7 @@ def test_zero_init_residual_is_per_recipe():
 
 
 def test_the_recipe_table_shows_every_preset_and_the_sources():
-    from pretrain import recipes
+    from pretrain.config import recipes
 
     text = recipes.table(sorted(P.glob("*.yaml")))
     for path in P.glob("*.yaml"):
@@ -167,7 +167,7 @@ def test_the_recipe_table_shows_every_preset_and_the_sources():
 
 
 def test_the_readme_embeds_the_table_the_configs_give_today():
-    from pretrain import recipes
+    from pretrain.config import recipes
 
     assert recipes.table(sorted(P.glob("*.yaml"))) in (ROOT / "README.md").read_text(), \
         "README's recipe table is stale: paste `python -m pretrain.recipes` into its <details> block"

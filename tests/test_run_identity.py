@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from pretrain.config import ConfigError, load_config
+from pretrain.config.config import ConfigError, load_config
 
 from .conftest import ROOT, run_tool
 
@@ -264,7 +264,7 @@ def test_9_the_conversion_tools_explain_an_empty_checkpoint(tool, tmp_path):
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_12_atomic_writes_respect_the_umask(tmp_path, umask, mode):
-    from pretrain.files import save_atomic, write_json
+    from pretrain.runs.files import save_atomic, write_json
 
     old = os.umask(umask)
     try:
@@ -500,7 +500,7 @@ def test_10_an_unwritable_output_folder_is_named_by_detection_and_segmentation(d
 def test_a_missing_file_matches_only_a_record_of_its_own_path(tmp_path):
     """A checkpoint deleted after its run finished still matches that run (same path), but not a run recorded
     with another file: that is another input, named with both paths."""
-    from pretrain.run_folder import differences, file_fingerprint
+    from pretrain.runs.folder import differences, file_fingerprint
 
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"
     a.write_bytes(b"weights a")
@@ -532,7 +532,7 @@ HAND_SETTINGS = {
 
 
 def test_the_settings_are_the_hand_written_ones():
-    from pretrain.config import SETTINGS
+    from pretrain.config.config import SETTINGS
 
     assert sorted(SETTINGS) == sorted(HAND_SETTINGS)
 
@@ -557,13 +557,13 @@ def _changed(v):
     return "something"
 
 
-@pytest.mark.parametrize("key", [k for k, _ in _leaves(__import__("pretrain.config", fromlist=["DEFAULTS"]).DEFAULTS)])
+@pytest.mark.parametrize("key", [k for k, _ in _leaves(__import__("pretrain.config.config", fromlist=["DEFAULTS"]).DEFAULTS)])
 def test_every_config_key_is_identity_or_a_setting_with_a_reason(key, tmp_path):
     """Changing one key alone: a setting changes only the settings; any other key changes the identity (so a
     rerun with another seed, lr, augmentation... stops instead of resuming the old run)."""
     import copy
 
-    from pretrain.config import identity, load_config
+    from pretrain.config.config import identity, load_config
 
     cfg = load_config(None, ["data.train=/data/x"])
     other = copy.deepcopy(cfg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pretrain.run_folder import RunFolder, file_fingerprint, package_version
+from pretrain.runs.folder import RunFolder, file_fingerprint, package_version
 
 # command-line flags that say where and how a run executes, not what it computes (flag -> number of values)
 SETTINGS_FLAGS = {"--output": 1, "--num-gpus": 1, "--num-machines": 1, "--machine-rank": 1, "--dist-url": 1, "--device": 1,
@@ -69,3 +69,25 @@ def check_output(out: Path) -> Path:
         raise OSError(f"cannot write to the output folder {out}: {e.strerror or e}; pass --output with a folder you can "
                       "write") from None
     return out
+
+
+def start_state(folder: RunFolder, ident: dict, task: str, overwrite: bool, eval_only: bool | None = None,
+                eval_weights: bool = False, speak: bool = True) -> str | None:
+    """What a transfer command does in its folder: "new" (always under `overwrite`) or "resume"
+    (`RunFolder.check`), or None when the run already finished with these inputs (said once when `speak`:
+    nothing to do). `eval_only` (None: the runner has no --eval-only) re-evaluates a finished run; on a folder
+    with no run it evaluates `--weights` as they are when `eval_weights` (the identity says so), else stops."""
+    state = "new" if overwrite else folder.check(ident)
+    if state == "new" and eval_only:
+        if not eval_weights:
+            raise FileNotFoundError(f"--eval-only: {folder.path} holds no run to evaluate; train it first (the same command "
+                                    "without --eval-only)")
+        ident["mode"] = "evaluation of --weights without fine-tuning"
+        state = "new" if overwrite else folder.check(ident)
+    if state == "finished" and not eval_only:
+        if speak:
+            again = "--overwrite runs it again" if eval_only is None else "--eval-only evaluates it again, --overwrite runs it again"
+            print(f"[{task}] {folder.path}: already finished with these inputs ({folder.path / 'metrics.json'}); nothing to do "
+                  f"({again})")
+        return None
+    return state

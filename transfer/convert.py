@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
-from pretrain.files import save_atomic, write_bytes_atomic
+from pretrain.runs.files import save_atomic, write_bytes_atomic
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
 
 from .weights import DEPTHS, Extraction
 

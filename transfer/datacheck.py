@@ -1,6 +1,6 @@
 """Find bad data before a run does, and everything a run would refuse, skip, drop, clip or convert.
 
-`items(task, root)` lists what a task reads, in the layouts the README names (the same ones the
+`items(name, root)` lists what a task reads (a task name or a data layout: `LAYOUTS`), in the layouts the README names (the same ones the
 readers use), with the faults of the listing itself (empty class folders, dangling symlinks, stray
 files, split class sets that differ, COCO crowd regions and images without annotations);
 `check(items, decode=...)` finds the faults of each sample. With `decode=False` it only checks that
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pretrain.images import class_folders, conversion, is_image_name, split_difference
+from pretrain.data.images import class_folders, conversion, is_image_name, split_difference
 
 from .classification.datasets import resolve
 from .tasks import TASKS as TRANSFER_TASKS
@@ -30,8 +30,8 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
                "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 IGNORE = 255
 SPLITS = ("train", "val", "test")
-# the data checks: pretraining's ImageFolder, then each transfer task's data kind (transfer/tasks.py)
-TASKS = ("pretrain", *dict.fromkeys(t.data for t in TRANSFER_TASKS.values()))
+# what tools/check_data.py --task takes: pretraining's ImageFolder, the probes' split folders, every transfer task
+TASKS = ("pretrain", "cls", *TRANSFER_TASKS)
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,19 @@ def _coco(root: Path) -> tuple[list[Item], list[dict]]:
 BOX_SLACK = 2  # pixels a box may reach past the image (annotation rounding) before it is a data error
 
 
+def _imagefolder_at_level(layout: str):
+    def listing(root: Path) -> tuple[list[Item], list[dict]]:
+        _check_imagefolder_level(layout, root)
+        return _imagefolder(layout, root)
+    return listing
+
+
+# data layouts (a task's `data` in transfer/tasks.py) -> the listing of what a run reads under its root
+LAYOUTS = {"pretrain": _imagefolder_at_level("pretrain"), "cls": _imagefolder_at_level("cls"),
+           "voc": lambda root: (_voc_det(root), []), "coco": _coco, "voc_masks": lambda root: (_voc_seg(root), []),
+           "cityscapes": lambda root: (_cityscapes(root), [])}
+
+
 def box_problems(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> list[tuple[str, str]]:
     """(problem, severity) of a box in absolute pixel corners (0-based, x1/y1 exclusive as detectron2 reads VOC)
     on a width x height image: zero area (dropped), reaching past the image (clipped; more than BOX_SLACK px:
@@ -199,7 +212,7 @@ def box_report(task: str, root: str | Path, splits: set[str] | None = None) -> d
 
 
 def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[list[Item], list[dict]]:
-    """(samples the task reads under `root`, faults found while listing them). `root` is what the task's
+    """(samples `task` (a task name or a layout of `LAYOUTS`) reads under `root`, faults found while listing them). `root` is what the task's
     data option takes: the ImageFolder root (pretrain, cls), the folder holding VOC2007/VOC2012 or coco/
     (detection), the VOC2012 folder (voc_seg), the cityscapes folder (cityscapes_seg). `splits` keeps
     only those splits ("VOC2007/trainval", "train2017", "val", ...)."""
@@ -209,18 +222,10 @@ def items(task: str, root: str | Path, splits: set[str] | None = None) -> tuple[
         return [i for i in found if i.split in splits], [f for f in faults if f["split"] in splits]
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    if task in ("pretrain", "cls"):
-        _check_imagefolder_level(task, root)
-        return _imagefolder(task, root)
-    if task == "voc_det":
-        return _voc_det(root), []
-    if task in ("coco_det", "coco_instseg"):
-        return _coco(root)
-    if task == "voc_seg":
-        return _voc_seg(root), []
-    if task == "cityscapes_seg":
-        return _cityscapes(root), []
-    raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+    layout = TRANSFER_TASKS[task].data if task in TRANSFER_TASKS else task
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+    return LAYOUTS[layout](root)
 
 
 def _check_imagefolder_level(task: str, root: Path) -> None:

@@ -20,8 +20,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pretrain.files import write_json
-from pretrain.run_folder import git_commit, package_version
+from pretrain.runs.files import write_json
+from pretrain.runs.folder import git_commit, package_version
 
 from .tasks import TASKS
 

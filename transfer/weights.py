@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torchvision import models
 
-from pretrain.checkpoint import FORMAT as PRETRAIN_FORMAT
-from pretrain.checkpoint import load_safe
+from pretrain.engine.checkpoint import FORMAT as PRETRAIN_FORMAT
+from pretrain.engine.checkpoint import load_safe
 
 BACKBONE_KEY = re.compile(
     r"^(conv1\.weight|bn1\.(weight|bias|running_mean|running_var|num_batches_tracked)|"

@@ -27,8 +27,8 @@ import torch
 from torchvision.io import decode_image, read_file
 from tqdm import tqdm
 
-from pretrain.build import build_device_augment, build_transform
-from pretrain.config import load_config
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_device_augment, build_transform
 
 from .torchvision_views import torchvision_view
 
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               **costs, "target": {"loader_ratio": "<= 1/6"}, "pass": {"loader_ratio": m["loader_ratio"] <= 1 / 6}}
     if not torch.cuda.is_available():
         result["gpu"] = "not measured: no GPU on this machine (run this file on a GPU node for batched_step_gpu)"
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(args.out, result)
     for name, c in costs.items():

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from pretrain.augment import PARAM_DIM
-from pretrain.build import build_model
-from pretrain.config import load_config
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_model
+from pretrain.transforms.augment import PARAM_DIM
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"method": "configs/pretrain/barlowtwins-hier_resnet50_8xb32-coslr-200e_in100.yaml",
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                           "torch": torch.__version__, "peak_measure": "cuda max_memory_allocated" if device.type == "cuda"
                           else "process peak RSS (ru_maxrss)"},
               "configs": CONFIGS, **res}
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(args.out, result)
     r = res["method"]

@@ -74,7 +74,7 @@ class Setting:
 
 
 def config(name: str, s: Setting, *extra: str) -> dict:
-    from pretrain.config import load_config
+    from pretrain.config.config import load_config
 
     return load_config(CONFIGS / f"{name}_resnet50_8xb32-coslr-200e_in100.yaml", s.overrides(*extra))
 
@@ -98,7 +98,7 @@ def _peak_mb(device: torch.device) -> float | None:
 def train_rate(cfg: dict, s: Setting) -> dict:
     """Run `s.steps` training steps from the loader (after `s.warmup`): images/s, step-only images/s, wait
     fraction, peak memory."""
-    from pretrain.engine import Pretrainer
+    from pretrain.engine.trainer import Pretrainer
 
     if s.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -133,7 +133,7 @@ def throughput(s: Setting, bar) -> dict:
 
 def host_syncs(s: Setting, bar) -> dict:
     """Synchronisations per step by source line, over `s.steps` steps of SimSiam + method (train, shared)."""
-    from pretrain.engine import Pretrainer
+    from pretrain.engine.trainer import Pretrainer
 
     from .hot_loop import HostReads
 
@@ -168,10 +168,10 @@ def host_syncs(s: Setting, bar) -> dict:
 
 def augment_parity(s: Setting, bar) -> dict:
     """The same images and parameter vectors through the loader's per-image path and the device's batched path."""
-    from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
-    from pretrain.build import build_transform
-    from pretrain.photometric import DeviceAugment
-    from pretrain.views import MultiViewDataset
+    from pretrain.data.views import MultiViewDataset
+    from pretrain.engine.build import build_transform
+    from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
+    from pretrain.transforms.photometric import DeviceAugment
 
     cfg = config("simsiam-hier", s)
     per_image = MultiViewDataset(str(s.data), build_transform(cfg, "cpu"), seed=0)
@@ -194,7 +194,7 @@ def _max_rel(a: dict, b: dict) -> float:
 
 def batching_equal(s: Setting, bar) -> dict:
     """SimSiam + method in fp32 (TF32 off): view / pair / shared give the same loss and gradients."""
-    from pretrain.build import build_model
+    from pretrain.engine.build import build_model
 
     cfg = config("simsiam-hier", s)
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -225,9 +225,9 @@ def _two_process_worker(rank: int, world: int, port: int, name: str, device: str
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from pretrain.build import build_model
-    from pretrain.dist import convert_sync_batchnorm
-    from pretrain.viewbn import make_per_view
+    from pretrain.distributed.syncbn import convert_sync_batchnorm
+    from pretrain.engine.build import build_model
+    from pretrain.models.viewbn import make_per_view
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -261,7 +261,7 @@ def two_process(s: Setting, bar) -> dict:
 
     import torch.multiprocessing as mp
 
-    from pretrain.build import build_model
+    from pretrain.engine.build import build_model
 
     res = {}
     for name in ("simsiam", "barlowtwins", "mocov2"):
@@ -305,7 +305,7 @@ def flop_ratio(s: Setting, bar, measured: dict) -> dict:
     against the ratio of their measured step times (train, shared batching)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pretrain.build import build_model
+    from pretrain.engine.build import build_model
 
     flops = {}
     for name in ("simsiam", "simsiam-hier"):

@@ -33,9 +33,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from tqdm import tqdm
 
-from pretrain.build import build_model
-from pretrain.config import load_config
-from pretrain.optim import build_optimizer
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_model
+from pretrain.engine.optim import build_optimizer
 
 from .augment_throughput import ROOT, write_jpegs
 
@@ -77,7 +77,7 @@ class TorchCalls(TorchFunctionMode):
 
 
 def host_reads(data: Path, out: Path, steps: int = 4) -> dict:
-    from pretrain.engine import Pretrainer
+    from pretrain.engine.trainer import Pretrainer
 
     cfg = load_config(ROOT / "configs/pretrain/simsiam-hier_resnet18_1xb64-coslr-4e_demo.yaml",
                       ["optim.batch_size=8", "augment.size=64", "data.workers=0", "augment.device=train",
@@ -131,7 +131,7 @@ def syncbn_saved(tmp: Path) -> dict:
     import torch.distributed as dist
     from torch import nn
 
-    from pretrain.dist import sync_batch_norm
+    from pretrain.distributed.syncbn import sync_batch_norm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp / 'store'}", rank=0, world_size=1)
     try:

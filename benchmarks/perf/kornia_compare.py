@@ -22,10 +22,10 @@ import torch
 from torchvision.io import decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
-from pretrain import photometric as P
-from pretrain.build import build_transform
-from pretrain.config import load_config
-from pretrain.params import BLUR_SIGMA, JITTER_FACTORS
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_transform
+from pretrain.transforms import photometric as P
+from pretrain.transforms.params import BLUR_SIGMA, JITTER_FACTORS
 
 from .augment_throughput import CONFIGS, ROOT, write_jpegs
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
               "max_abs_error_vs_torchvision_float": op_errors(jitter, blur),
               "max_abs_difference_project_vs_kornia_normalised_views": same,
               "batched_step_ms_per_view_cpu": ms, "kornia_over_project_time": ms["kornia"] / ms["project"]}
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(args.out, result)
     print(f"kornia {version}: {ms['kornia']:.2f} ms/view vs the project's {ms['project']:.2f} ms/view "

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pretrain.config import load_config
-from pretrain.engine import Pretrainer
+from pretrain.config.config import load_config
+from pretrain.engine.trainer import Pretrainer
 
 from .augment_throughput import CONFIGS, ROOT, write_jpegs
 
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
                        "steps": args.steps, "arch": args.arch, "size": args.size,
                        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
            "results": results}
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(args.out, out)
     print(f"{'config / augment.device':28s} {'loader img/s':>12s} {'step img/s':>11s} {'both img/s':>11s} {'waiting':>8s}  verdict")

@@ -23,10 +23,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from pretrain.augment import AugPipeline
-from pretrain.build import build_model, build_transform
-from pretrain.config import load_config
-from pretrain.photometric import blur_kernel
+from pretrain.config.config import load_config
+from pretrain.engine.build import build_model, build_transform
+from pretrain.transforms.augment import AugPipeline
+from pretrain.transforms.photometric import blur_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"baseline": "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml",
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               **steps, **aug,
               "targets": {"overhead_vs_flops": "<= 1.10", "aug_throughput": ">= 0.95"},
               "pass": {"overhead_vs_flops": steps["overhead_vs_flops"] <= 1.10, "aug_throughput": aug["aug_throughput"] >= 0.95}}
-    from pretrain.files import write_json
+    from pretrain.runs.files import write_json
 
     write_json(args.out, result)
     print(f"step time ratio {steps['time_ratio']:.2f}, FLOP ratio {steps['flop_ratio']:.2f} -> overhead_vs_flops "

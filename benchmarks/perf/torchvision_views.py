@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
 
 JITTER = {0: TF.adjust_brightness, 1: TF.adjust_contrast, 2: TF.adjust_saturation, 3: TF.adjust_hue}
 

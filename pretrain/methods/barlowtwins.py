@@ -1,8 +1,8 @@
 """Barlow Twins: cross-correlation of the two views' batch-standardised projections towards identity."""
 from torch import nn
 
-from ..losses import barlow_twins_loss
-from .base import HierSiamese
+from pretrain.methods.base import HierSiamese
+from pretrain.methods.losses import barlow_twins_loss
 
 
 class BarlowTwins(HierSiamese):

@@ -13,8 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from ..encoder import Encoder
-from ..heads import mlp
+from pretrain.models.encoder import Encoder
+from pretrain.models.heads import mlp
 
 
 class HierSiamese(nn.Module):

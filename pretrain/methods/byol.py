@@ -1,6 +1,6 @@
 """BYOL: predictor on the online side, targets from an EMA copy of the online network (decay 0.99)."""
-from ..losses import byol_loss
-from .base import HierSiamese
+from pretrain.methods.base import HierSiamese
+from pretrain.methods.losses import byol_loss
 
 
 class BYOL(HierSiamese):

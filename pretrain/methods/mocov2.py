@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from ..dist import concat_all_gather, shuffled_across_ranks
-from ..losses import info_nce
-from .base import HierSiamese
+from pretrain.distributed.collectives import concat_all_gather, shuffled_across_ranks
+from pretrain.methods.base import HierSiamese
+from pretrain.methods.losses import info_nce
 
 
 class MoCoV2(HierSiamese):

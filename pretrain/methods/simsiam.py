@@ -1,6 +1,6 @@
 """SimSiam: predictor + stop-gradient, ½·D(p1, sg(z2)) + ½·D(p2, sg(z1)) per stage."""
-from ..losses import simsiam_loss
-from .base import HierSiamese
+from pretrain.methods.base import HierSiamese
+from pretrain.methods.losses import simsiam_loss
 
 
 class SimSiam(HierSiamese):

@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD, PARAM_DIM
-from pretrain.photometric import photometric
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD, PARAM_DIM
+from pretrain.transforms.photometric import photometric
 
 from .datasets import image_folder
 from .features import eval_crop

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pretrain.images import open_rgb, split_difference
+from pretrain.data.images import open_rgb, split_difference
 
 
 @dataclass(frozen=True)

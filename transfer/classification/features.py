@@ -11,8 +11,8 @@ from torchvision import models
 from torchvision.transforms import v2 as T
 from tqdm import tqdm
 
-from pretrain.augment import IMAGENET_MEAN, IMAGENET_STD
-from pretrain.files import save_atomic
+from pretrain.runs.files import save_atomic
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
 
 from ..weights import extract_backbone, reference_state_dict
 from .datasets import image_folder

@@ -26,8 +26,8 @@ from torch import nn
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-from pretrain.augment import AugPipeline
-from pretrain.images import read_rgb
+from pretrain.data.images import read_rgb
+from pretrain.transforms.augment import AugPipeline
 
 STAGES = (1, 2, 3, 4)
 FULL = dict(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), blur_sigma=(0.1, 2.0))  # the method's strengths

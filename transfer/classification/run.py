@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from pretrain.cli import guarded, number
-from pretrain.files import write_json
-from pretrain.run_folder import git_commit
+from pretrain.runs.cli import guarded, number
+from pretrain.runs.files import write_json
+from pretrain.runs.folder import git_commit
 
-from ..common import check_output, request_identity, run_folder, transfer_identity
+from ..common import check_output, request_identity, run_folder, start_state, transfer_identity
 from ..protocol import label
 from ..result import write_result
 from ..weights import CheckpointError
@@ -86,10 +86,7 @@ def _main(task: str, argv: list[str]) -> int:
             options["preset"] = ds.preset if ds.preset in PRESETS else "moco"
         ident = transfer_identity(task, args.weights, args.seed, args.data, dataset=ds.key, size=args.size,
                                   stage=args.stage, arch=args.arch if args.weights == "random" else None, **options)
-        state = "new" if args.overwrite else folder.check(ident)
-        if state == "finished":
-            print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
-                  "(--overwrite runs it again)")
+        if start_state(folder, ident, task, args.overwrite) is None:
             return 0
         model, report = build_backbone(args.weights, args.arch, args.seed, args.stage)
     except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as e:

@@ -19,8 +19,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from pretrain.cli import guarded, number
-from pretrain.files import write_json
+from pretrain.runs.cli import guarded, number
+from pretrain.runs.files import write_json
 from transfer.datacheck import TASKS, check, items
 
 

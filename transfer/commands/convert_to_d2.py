@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pretrain.cli import guarded
+from pretrain.runs.cli import guarded
 from transfer.convert import d2_name, write_detectron2_pkl
 from transfer.weights import CheckpointError, extract_backbone
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pretrain.cli import guarded
+from pretrain.runs.cli import guarded
 from transfer.convert import write_torchvision_pth
 from transfer.weights import CheckpointError, extract_backbone
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from pretrain.files import save_atomic
+from pretrain.runs.files import save_atomic
 
 from ..convert import D2_AUTHOR
 from ..safe_pickle import load_arrays

@@ -51,10 +51,10 @@ def voc_classes_in(root: Path, names: list[str]) -> list[str]:
 
 
 def _splits(names: list[str]) -> list[tuple[str, set[str]]]:
-    """The data check's (task kind, splits) of detectron2 dataset names."""
+    """The data check's (layout, splits) of detectron2 dataset names."""
     voc = {"/".join(VOC_NAMES[n][:2]) for n in names if n in VOC_NAMES}
     coco = {COCO_NAMES[n][0].split("/")[1] for n in names if n in COCO_NAMES and n.startswith("coco_2017")}
-    return [(task, splits) for task, splits in (("voc_det", voc), ("coco_det", coco)) if splits]
+    return [(task, splits) for task, splits in (("voc", voc), ("coco", coco)) if splits]
 
 
 def require_dataset_files(root: str | Path, names: list[str]) -> None:

@@ -7,14 +7,13 @@ from pathlib import Path
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from pretrain.shipped import configs_dir
+from pretrain.config.shipped import configs_dir
 
 from ..convert import PIXEL_STD  # torchvision's ImageNet std x 255
 from ..protocol import changed_keys, flatten, input_mismatch, label, resolve_preset
+from ..tasks import TASKS
 
 CONFIG_DIR = configs_dir() / "transfer" / "detectron2"
-DEFAULT_CONFIG = {"voc_det": "pascal_voc_R_50_C4_24k_moco", "coco_det": "coco_R_50_C4_1x_moco",
-                  "coco_instseg": "coco_R_50_C4_1x_moco"}
 SYNC_NORMS = ("SyncBN", "naiveSyncBN", "nnSyncBN", "naiveSyncBN_N")
 NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM", "MODEL.ROI_MASK_HEAD.NORM")
 # keys that say where and how a run executes, not what it computes
@@ -63,17 +62,18 @@ def merge_overrides(cfg: CN, opts: list[str]) -> None:
 
 
 def check_task(task: str, cfg: CN, name: str) -> None:
-    """The preset is one for `task`: VOC datasets for voc_det, COCO ones for coco_det / coco_instseg (with masks)."""
+    """The preset is one for `task`: its datasets are the task's data (`data`: voc_*, coco_* names), with masks
+    where the task reports mask metrics (`segm`)."""
     names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
-    family = "voc" if all(n.startswith("voc_") for n in names) else "coco" if all(n.startswith("coco_") for n in names) else None
-    want = "voc" if task == "voc_det" else "coco"
+    family = next((f for f in ("voc", "coco") if all(n.startswith(f + "_") for n in names)), None)
+    want = TASKS[task].data
     if family != want:
-        fits = {"voc": "voc_det", "coco": "coco_det or coco_instseg"}.get(family, "no task of this suite")
+        fits = " or ".join(t.name for t in TASKS.values() if t.engine == "detectron2" and t.data == family) or "no task of this suite"
         presets = sorted(p.stem for p in CONFIG_DIR.glob(f"*{want}*.yaml"))
         raise ValueError(f"{name} trains and evaluates on {names}: a preset for {fits}, not {task}; "
                          f"pass --config with a {task} preset ({', '.join(presets)})")
-    if task == "coco_instseg" and not cfg.MODEL.MASK_ON:
-        raise ValueError(f"{name} has MODEL.MASK_ON False, so it predicts no masks for coco_instseg; use a Mask R-CNN preset")
+    if "segm" in TASKS[task].metric_groups and not cfg.MODEL.MASK_ON:
+        raise ValueError(f"{name} has MODEL.MASK_ON False, so it predicts no masks for {task}; use a Mask R-CNN preset")
 
 
 # key -> lowest allowed value (numbers checked before a run starts)
@@ -192,8 +192,8 @@ def build_cfg(task: str, args, out: Path, weights: str | None, preset: CN) -> tu
     cfg.OUTPUT_DIR = str(out)
     cfg.SEED = args.seed
     cfg.MODEL.DEVICE = args.device
-    if task in ("coco_det", "voc_det"):
-        cfg.MODEL.MASK_ON = cfg.MODEL.MASK_ON and task != "voc_det"
+    if TASKS[task].data == "voc":  # VOC has no instance masks
+        cfg.MODEL.MASK_ON = False
     changes, equivalent = adapt_to_run(cfg, preset, args.num_gpus * args.num_machines, args.batch_size)
     explicit = [x for k, v in zip(args.opts[::2], args.opts[1::2]) if k != "SOLVER.IMS_PER_BATCH" for x in (k, v)]
     cfg.merge_from_list(explicit)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..common import finite_or_none
 from ..result import write_result
+from ..tasks import TASKS
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-NEEDED = {"voc_det": ("bbox",), "coco_det": ("bbox",), "coco_instseg": ("bbox", "segm")}
 
 
 def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: list[str], resumed: bool,
@@ -18,7 +18,7 @@ def write_metrics(cfg, info: dict, results: dict, report: dict | None, classes: 
     out = Path(cfg.OUTPUT_DIR)
     if report is None and (out / "load_report.json").is_file():
         report = json.loads((out / "load_report.json").read_text())
-    missing = [k for k in NEEDED[task] if k not in results]
+    missing = [k for k in TASKS[task].metric_groups if k not in results]
     if missing:
         raise RuntimeError(f"evaluation returned no {missing} results (got {list(results)})")
     summary = {kind: {k: finite_or_none(float(v)) for k, v in r.items() if k in SUMMARY_KEYS} for kind, r in results.items()}

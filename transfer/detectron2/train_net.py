@@ -16,16 +16,16 @@ from pathlib import Path
 import torch
 from torch.multiprocessing import ProcessExitedException
 
-from pretrain.cli import guarded, number
-from pretrain.files import write_json
-from pretrain.preempt import EXIT_PREEMPTED, Preempted, Preemption
-from pretrain.run_folder import git_commit
+from pretrain.runs.cli import guarded, number
+from pretrain.runs.files import write_json
+from pretrain.runs.folder import git_commit
+from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted, Preemption
 
-from ..common import check_output, request_identity, run_folder
+from ..common import check_output, request_identity, run_folder, start_state
+from ..tasks import TASKS
 from ..weights import CheckpointError
 from .checkpoint import WeightsError, prepare_weights
 from .protocol import (
-    DEFAULT_CONFIG,
     build_cfg,
     check_input_format,
     check_task,
@@ -42,7 +42,7 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="", help="converted .pkl, raw pretraining checkpoint / torchvision state_dict "
                    "(converted on the fly), 'random', or 'config' (the preset's MODEL.WEIGHTS, e.g. supervised MSRA)")
-    p.add_argument("--config", default=DEFAULT_CONFIG[task], help="preset name under configs/transfer/detectron2 or a YAML path")
+    p.add_argument("--config", default=TASKS[task].preset, help="preset name under configs/transfer/detectron2 or a YAML path")
     p.add_argument("--data-root", default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
                    help="folder holding VOC2007/, VOC2012/, coco/ (default $DETECTRON2_DATASETS or ./datasets)")
     p.add_argument("--output", type=Path, default=None, help="run folder (default work_dirs/transfer/<task>_<weights>_s<seed>)")
@@ -99,13 +99,7 @@ def _main(task: str, argv: list[str]) -> int:
         weights.check_depth(cfg)
         changes += check_input_format(cfg, weights.format, path.stem, args.allow_input_mismatch)
         overwrite = args.overwrite or args.no_resume
-        state = "new" if overwrite else folder.check(ident)
-        if state == "new" and args.eval_only:  # nothing trained here: evaluate --weights as they are
-            ident["mode"] = "evaluation of --weights without fine-tuning"
-            state = "new" if overwrite else folder.check(ident)
-        if state == "finished" and not args.eval_only:
-            print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
-                  "(--eval-only evaluates it again, --overwrite runs it again)")
+        if start_state(folder, ident, task, overwrite, args.eval_only, eval_weights=True) is None:
             return 0
         boxes = None
         if not args.eval_only:

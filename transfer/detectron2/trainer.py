@@ -12,7 +12,7 @@ from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
-from pretrain.preempt import Preempted, Preemption, agreed_signal
+from pretrain.runs.preempt import Preempted, Preemption, agreed_signal
 
 from .checkpoint import SafeCheckpointer
 

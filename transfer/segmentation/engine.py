@@ -12,8 +12,8 @@ from pathlib import Path
 from mmengine.dist import master_only
 from mmengine.runner import CheckpointLoader, Runner
 
-from pretrain.files import replace_atomically
-from pretrain.preempt import Preemption
+from pretrain.runs.files import replace_atomically
+from pretrain.runs.preempt import Preemption
 
 from ..safe_pickle import safe_load
 

@@ -11,8 +11,8 @@ from mmengine.hooks import Hook
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import HOOKS, METRICS
 
-from pretrain.files import replace_atomically, write_json
-from pretrain.preempt import Preempted, agreed_signal
+from pretrain.runs.files import replace_atomically, write_json
+from pretrain.runs.preempt import Preempted, agreed_signal
 
 
 @METRICS.register_module(force=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretrain.shipped import configs_dir
+from pretrain.config.shipped import configs_dir
 
 from ..convert import PIXEL_MEAN, PIXEL_STD  # torchvision's ImageNet mean/std x 255
 from ..protocol import changed_keys, flatten, input_mismatch, resolve_preset
+from ..tasks import TASKS
 
 CONFIG_DIR = configs_dir() / "transfer" / "mmseg"
 # where and how a run executes, not what it computes
@@ -41,15 +42,20 @@ def set_data_root(cfg, root: str | Path) -> None:
             raise FileNotFoundError(f"{ds['type']}: {root / img} not found (is --data-root the dataset folder?)")
 
 
-DATASET_TYPES = {"voc_seg": "PascalVOCDataset", "cityscapes_seg": "CityscapesDataset"}
+def _reads(path: Path) -> str | None:
+    """The one dataset type a preset file reads (None: several)."""
+    from mmengine.config import Config
+
+    types = {ds.get("type") for ds in datasets_of(Config.fromfile(str(path)))}
+    return types.pop() if len(types) == 1 else None
 
 
 def check_task(task: str, cfg, name: str) -> None:
-    """Every dataset of the preset is the task's (PascalVOCDataset for voc_seg, CityscapesDataset for cityscapes_seg)."""
+    """Every dataset of the preset is the task's `dataset_type` (transfer/tasks.py)."""
     types = sorted({ds.get("type") for ds in datasets_of(cfg)})
-    if types != [DATASET_TYPES[task]]:
-        fits = [t for t, d in DATASET_TYPES.items() if types == [d]]
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if ("voc" in p.stem) == (task == "voc_seg"))
+    if types != [TASKS[task].dataset_type]:
+        fits = [t.name for t in TASKS.values() if t.dataset_type and types == [t.dataset_type]]
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if _reads(p) == TASKS[task].dataset_type)
         raise ValueError(f"{name} reads {', '.join(map(str, types))}: a preset for {fits[0] if fits else 'another task'}, "
                          f"not {task}; pass --config with a {task} preset ({', '.join(shipped)})")
 

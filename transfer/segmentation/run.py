@@ -14,15 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-from pretrain.cli import guarded, number
-from pretrain.dist import LaunchError, slurm_as_torchrun
-from pretrain.run_folder import git_commit
+from pretrain.distributed.launch import LaunchError, slurm_as_torchrun
+from pretrain.runs.cli import guarded, number
+from pretrain.runs.folder import git_commit
 
-from ..common import check_output, finite_or_none, request_identity, run_folder, transfer_identity
+from ..common import check_output, finite_or_none, request_identity, run_folder, start_state, transfer_identity
 from ..convert import write_torchvision_pth
 from ..datacheck import require_files
 from ..protocol import label as protocol_label
 from ..result import write_result
+from ..tasks import TASKS
 from ..weights import CheckpointError, extract_backbone
 from .protocol import (
     adapt_to_run,
@@ -37,8 +38,6 @@ from .protocol import (
     set_data_root,
 )
 
-DEFAULT_CONFIG = {"voc_seg": "fcn_r50-d8_4xb4-20k_voc12aug-512x512", "cityscapes_seg": "fcn_r50-d8_4xb2-40k_cityscapes-769x769"}
-
 
 def get_args_parser(task: str) -> argparse.ArgumentParser:
     from mmengine.config import DictAction
@@ -46,7 +45,7 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(f"run_transfer.py --task {task}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="pretraining checkpoint, extracted backbone, torchvision state_dict, or 'random'")
-    p.add_argument("--config", default=DEFAULT_CONFIG[task], help="preset name under configs/transfer/mmseg or a .py path")
+    p.add_argument("--config", default=TASKS[task].preset, help="preset name under configs/transfer/mmseg or a .py path")
     p.add_argument("--data-root", default=None, help="the dataset folder (VOC2012 with JPEGImages/SegmentationClass[Aug], "
                    "or cityscapes with leftImg8bit/gtFine); default: the config's data_root")
     p.add_argument("--output", type=Path, default=None, help="run folder (default work_dirs/transfer/<task>_<weights>_s<seed>)")
@@ -69,7 +68,7 @@ def get_args_parser(task: str) -> argparse.ArgumentParser:
 
 def _launcher(name: str) -> str:
     """mmengine's launcher to use for `--launcher name`. Under srun, `slurm` becomes `pytorch` on SLURM's variables
-    written as torchrun's (`pretrain.dist.slurm_as_torchrun`): mmengine's own slurm launcher selects GPU SLURM_LOCALID
+    written as torchrun's (`pretrain.distributed.launch.slurm_as_torchrun`): mmengine's own slurm launcher selects GPU SLURM_LOCALID
     (invalid where a task sees one GPU, --gpus-per-task=1) and needs scontrol for the master address."""
     if name != "slurm":
         return name
@@ -130,15 +129,8 @@ def _main(task: str, argv: list[str]) -> int:
         if weights:
             notes += check_input_format(cfg, args.allow_input_mismatch)
         overwrite = args.overwrite or args.no_resume
-        state = "new" if overwrite else folder.check(ident)
-        if state == "finished" and not args.eval_only:
-            if is_main:
-                print(f"[{task}] {out}: already finished with these inputs ({out / 'metrics.json'}); nothing to do "
-                      "(--eval-only evaluates it again, --overwrite runs it again)")
+        if start_state(folder, ident, task, overwrite, args.eval_only, speak=is_main) is None:
             return 0
-        if state == "new" and args.eval_only:
-            raise FileNotFoundError(f"--eval-only: {out} holds no run to evaluate; train it first (the same command without "
-                                    "--eval-only)")
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

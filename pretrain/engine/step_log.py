@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .dist import world_size
+from pretrain.distributed.collectives import world_size
 
 
 class StepLog:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from .config import ConfigError
-from .preempt import EXIT_PREEMPTED, Preempted
-from .run_folder import RunConflict
+from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted
+
+
+class InputError(ValueError):
+    """Bad input or a conflicting folder; the message names the file/key and what to do (a config error, a run
+    conflict). `guarded` prints it as one line."""
 
 
 def guarded(main, *errors: type[BaseException], resume_hint: str = "rerun the same command to resume") -> int:
@@ -23,7 +26,7 @@ def guarded(main, *errors: type[BaseException], resume_hint: str = "rerun the sa
     except Preempted as e:
         print(f"preempted: {e}", file=sys.stderr)
         return EXIT_PREEMPTED
-    except (ConfigError, RunConflict, OSError, FloatingPointError, *errors) as e:
+    except (InputError, OSError, FloatingPointError, *errors) as e:
         kind = "" if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: "  # input errors speak for themselves
         print(f"error: {kind}{e}", file=sys.stderr)
         return 1

@@ -27,7 +27,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import write_json
+from pretrain.runs.cli import InputError
+from pretrain.runs.files import write_json
 
 RUN_FILE = "run.json"
 # files that mean "a run lives here" (detectron2 / mmengine / pretraining / every task's result)
@@ -37,7 +38,7 @@ PROGRESS = ("metrics.json", "last_checkpoint", "last.pth", "pretrain_summary.jso
 _HASHES: dict[tuple, str] = {}
 
 
-class RunConflict(ValueError):
+class RunConflict(InputError):
     """A command whose inputs differ from those of the run already in its folder."""
 
 

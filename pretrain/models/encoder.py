@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .augment import PARAM_SLICES
-from .backbones import StagedResNet
-from .heads import AugEmbedding, StageHead, mlp
-from .viewbn import make_per_view, per_view_stats
+from pretrain.models.backbones import StagedResNet
+from pretrain.models.heads import AugEmbedding, StageHead, mlp
+from pretrain.models.viewbn import make_per_view, per_view_stats
+from pretrain.transforms.augment import PARAM_SLICES
 
 
 def param_index(names: list[str]) -> list[int]:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD, AugPipeline
-from .data import read_class_list
-from .methods import METHODS, HierSiamese
-from .photometric import DeviceAugment
-from .views import MultiViewDataset, MultiViewTransform, PairSpec
+from pretrain.data.views import MultiViewDataset, MultiViewTransform, PairSpec, read_class_list
+from pretrain.methods import METHODS, HierSiamese
+from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD, AugPipeline
+from pretrain.transforms.photometric import DeviceAugment
 
 _PIPE_KEYS = ("size", "crop_scale", "flip_p", "jitter_p", "jitter", "gray_p", "blur_p", "blur_sigma", "solarize_p",
               "rotate_p", "interpolation")

@@ -19,7 +19,8 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-from .dist import CPUSyncBatchNorm, sync_batch_norm, world_size
+from pretrain.distributed.collectives import world_size
+from pretrain.distributed.syncbn import CPUSyncBatchNorm, sync_batch_norm
 
 _VIEW_IDS: ContextVar[tuple[int, ...] | None] = ContextVar("view_ids", default=None)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .params import BLUR, BLUR_SIGMA, GRAY, JITTER, JITTER_FACTORS, JITTER_ORDER, ROTATE, ROTATE_K, SOLARIZE
+from pretrain.transforms.params import BLUR, BLUR_SIGMA, GRAY, JITTER, JITTER_FACTORS, JITTER_ORDER, ROTATE, ROTATE_K, SOLARIZE
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
 SOLARIZE_THRESHOLD = 128 / 255  # the uint8 threshold 128 (torchvision's and BYOL's), on [0, 1] images

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .dist import DistInfo
-from .run_folder import RunFolder, git_commit, package_version
+from pretrain.distributed.launch import DistInfo
+from pretrain.runs.folder import RunFolder, git_commit, package_version
 
 log = logging.getLogger("pretrain")
 
@@ -21,7 +21,7 @@ def run_folder(cfg: dict) -> RunFolder:
 def run_identity(cfg: dict) -> tuple[dict, dict]:
     """(identity, settings) of a pretraining run: the config's result-deciding keys (`config.identity`) and
     this package's version; the settings with the git commit."""
-    from .config import identity
+    from pretrain.config.config import identity
 
     ident, settings = identity(cfg)
     ident["package"] = package_version()

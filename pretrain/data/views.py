@@ -7,13 +7,14 @@ at stage 4 is the plain baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
-from .augment import AugPipeline
-from .images import read_rgb
+from pretrain.data.images import read_rgb
+from pretrain.transforms.augment import AugPipeline
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,14 @@ class MultiViewDataset(Dataset):
                                f"{self.folder.root} the right folder? `tools/check_data.py {self.folder.root}` lists every bad file")
         views, params = self.transform(img, g)
         return views, params, label, skipped
+
+
+def read_class_list(path: str | None) -> list[str] | None:
+    """The class folder names listed in `path` (one per line, # comments), or None."""
+    if path is None:
+        return None
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
+    except OSError as e:
+        raise FileNotFoundError(f"data.class_list={path}: {e.strerror or e}") from None
+    return [ln for ln in lines if ln and not ln.startswith("#")]

@@ -80,7 +80,7 @@ def training_state(trainer) -> dict:
 def resume_training(trainer) -> bool:
     """Restore `trainer` from its folder's last.pth (False when there is none); RunConflict when the file is
     another method's or was written with another number of steps per epoch."""
-    from .run_folder import RunConflict
+    from pretrain.runs.folder import RunConflict
 
     path = trainer.out / "last.pth"
     if not path.exists():

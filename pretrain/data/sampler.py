@@ -1,7 +1,5 @@
-"""Data order (a sampler that splits an epoch across ranks and resumes mid-epoch), batching, class lists."""
+"""Data order (a sampler that splits an epoch across ranks and resumes mid-epoch) and batching of views."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch.utils.data import Sampler
@@ -43,14 +41,3 @@ def collate_views(batch):
     views, params, labels, skipped = zip(*batch)
     return ([torch.stack(v) for v in zip(*views)], [torch.stack(p) for p in zip(*params)], torch.tensor(labels),
             [path for paths in skipped for path in paths])
-
-
-def read_class_list(path: str | None) -> list[str] | None:
-    """The class folder names listed in `path` (one per line, # comments), or None."""
-    if path is None:
-        return None
-    try:
-        lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
-    except OSError as e:
-        raise FileNotFoundError(f"data.class_list={path}: {e.strerror or e}") from None
-    return [ln for ln in lines if ln and not ln.startswith("#")]

@@ -21,8 +21,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from .params import PARAM_DIM, PARAM_SLICES
-from .photometric import photometric
+from pretrain.transforms.params import PARAM_DIM, PARAM_SLICES
+from pretrain.transforms.photometric import photometric
 
 AUG_TYPES = ("crop", "flip", "jitter", "gray", "blur", "solarize", "rotate")
 _MODES = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}

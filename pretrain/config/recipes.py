@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import load_config
-from .shipped import configs_dir
+from pretrain.config.config import load_config
+from pretrain.config.shipped import configs_dir
 
 PRESETS = configs_dir() / "pretrain"
 

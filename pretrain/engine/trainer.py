@@ -22,18 +22,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .build import build_dataset, build_device_augment, build_model
-from .checkpoint import resume_training, training_state
-from .data import ResumableSampler
-from .dist import DistInfo, all_processes, convert_sync_batchnorm
-from .files import replace_atomically, save_atomic, write_json
-from .loader import build_loader, shm_guarded, shm_need
-from .optim import build_optimizer, ema_momentum, lr_at, scaled_lr, schedule_step, set_lr
-from .outputs import output_dir, run_folder
-from .preempt import SIGNALS, Preempted, Preemption
-from .runtime import resolve_runtime
-from .step_log import StepLog
-from .viewbn import make_per_view
+from pretrain.data.loader import build_loader, shm_guarded, shm_need
+from pretrain.data.sampler import ResumableSampler
+from pretrain.distributed.collectives import all_processes
+from pretrain.distributed.launch import DistInfo
+from pretrain.distributed.syncbn import convert_sync_batchnorm
+from pretrain.engine.build import build_dataset, build_device_augment, build_model
+from pretrain.engine.checkpoint import resume_training, training_state
+from pretrain.engine.optim import build_optimizer, ema_momentum, lr_at, scaled_lr, schedule_step, set_lr
+from pretrain.engine.outputs import output_dir, run_folder
+from pretrain.engine.runtime import resolve_runtime
+from pretrain.engine.step_log import StepLog
+from pretrain.models.viewbn import make_per_view
+from pretrain.runs.files import replace_atomically, save_atomic, write_json
+from pretrain.runs.preempt import SIGNALS, Preempted, Preemption
 
 log = logging.getLogger("pretrain")
 

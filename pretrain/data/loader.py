@@ -9,7 +9,7 @@ import shutil
 import torch
 from torch.utils.data import DataLoader
 
-from .data import collate_views
+from pretrain.data.sampler import collate_views
 
 log = logging.getLogger("pretrain")
 

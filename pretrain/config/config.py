@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from .shipped import shipped
+from pretrain.config.shipped import shipped
+from pretrain.runs.cli import InputError
 
 FULL_AUGS = ["crop", "jitter", "gray", "blur", "flip"]
 # The authors' add-one assignment: pair k adds one augmentation type and is contrasted after stage k.
@@ -110,8 +111,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(InputError):
+    """A config key or value that cannot run; the message names the key."""
 
 
 def _merge(base: dict, new: dict, where: str) -> dict:
@@ -199,8 +200,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> di
 
 
 def validate(cfg: dict) -> None:
-    from .backbones import ARCHS
-    from .methods import METHODS
+    from pretrain.methods import METHODS
+    from pretrain.models.backbones import ARCHS
 
     m, h = cfg["method"], cfg["hier"]
     if m["name"] not in METHODS:
@@ -209,7 +210,7 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"method.arch {m['arch']!r} is not one of {ARCHS}")
     if m["batching"] not in ("auto", "view", "pair", "shared"):
         raise ConfigError(f"method.batching must be auto, view, pair or shared, got {m['batching']!r}")
-    from .augment import AUG_TYPES
+    from pretrain.transforms.augment import AUG_TYPES
 
     for p in h["pairs"]:
         if p.get("stage") not in (1, 2, 3, 4):
@@ -320,7 +321,7 @@ def identity(cfg: dict) -> tuple[dict, dict]:
         settings[key] = node.pop(leaf)
     ident["data"]["train"] = str(Path(cfg["data"]["train"]).expanduser().resolve())
     if cfg["data"]["class_list"] is not None:
-        from .data import read_class_list
+        from pretrain.data.views import read_class_list
 
         ident["data"]["class_list"] = read_class_list(cfg["data"]["class_list"])
     return ident, settings

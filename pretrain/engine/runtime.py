@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .build import resolve_augment_device, resolve_batching
-from .config import ConfigError
-from .dist import DistInfo, cuda_device
+from pretrain.config.config import ConfigError
+from pretrain.distributed.launch import DistInfo, cuda_device
+from pretrain.engine.build import resolve_augment_device, resolve_batching
 
 
 def device_type(cfg: dict) -> str:

@@ -1,0 +1,1 @@
+"""Processes and collectives: joining the process group (torchrun, SLURM), gathers, synchronised BatchNorm."""

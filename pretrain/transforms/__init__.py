@@ -1,0 +1,1 @@
+"""Augmentations that record their parameters, the batched photometric ops, and the parameter vector's layout."""
