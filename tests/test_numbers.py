@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from pretrain.augment import PARAM_SLICES, AugPipeline
+from pretrain.transforms.augment import PARAM_SLICES, AugPipeline
 from transfer.classification.knn import knn_predict, per_class_accuracy, topk_accuracy
 
 from .conftest import write_cell
@@ -221,3 +221,48 @@ def test_report_shows_each_difference_with_its_interval(tmp_path):
     tex = (suite.output / "results.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 2 and f"better & {better} & {better}" in tex
     assert (suite.output / "figures/knn_diff.png").stat().st_size > 1000
+
+
+def test_the_latex_tables_carry_each_mark_sign_and_column_where_its_number_is(tmp_path):
+    """results.tex against hand-made cells: protocol flags on the means (paper: §, non-standard: dagger), the
+    published linear-probe values with the marks of their notes in order of appearance (supervised: 1, SimSiam's
+    LARS probe: 2, MoCo v2: none), and the difference table's signs, intervals and "(0 in CI)" exactly on the row
+    whose interval contains 0; columns in the suite's task order."""
+    from benchmarks.report import write_report
+    from benchmarks.suite import load_suite
+
+    doc = {"name": "tex", "output": str(tmp_path / "bench"), "seeds": [0, 1, 2], "baseline": "base", "references": True,
+           "checkpoints": [{"name": n, "path": "random"} for n in ("base", "better", "same", "worse", "single")],
+           "tasks": {"linear_cls": [], "knn": []}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    suite = load_suite(tmp_path / "s.yaml")
+    values = {"base": [1.0, 2.0, 3.0], "better": [2.0, 4.0, 5.0], "same": [1.5, 1.5, 3.5], "worse": [0.0, 1.0, 1.5], "single": [7.0]}
+    protocol = {"better": "paper", "single": "non-standard"}
+    for ck in suite.checkpoints:
+        for task in suite.tasks:
+            for seed, v in enumerate(values[ck.name]):
+                write_cell(suite, ck, task, seed, {"protocol": protocol.get(ck.name, "standard"), "dataset": "ImageNet-1K",
+                                                   "top1": v if task == "knn" else v + 10})
+    write_report(suite)
+    means, diffs = (suite.output / "results.tex").read_text().split(r"\end{tabular}")[:2]
+    half = 4.302653 * math.sqrt(1 / 3) / math.sqrt(3)  # t(0.975, 2) x sd / sqrt(3); sd of (1, 2, 2) and (1, 1, 1.5)
+    assert r"checkpoint & top1 & top1 \\" in means and means.index("{linear}") < means.index("{kNN}")
+    assert r"better & 13.67 $\pm$ 1.53\S{} (+1.67) & 3.67 $\pm$ 1.53\S{} (+1.67) \\" in means
+    assert r"worse & 10.83 $\pm$ 0.76 (-1.17) & 0.83 $\pm$ 0.76 (-1.17) \\" in means
+    assert r"single & 17.00$^\dagger$ (+5.00) & 7.00$^\dagger$ (+5.00) \\" in means
+    assert r"base & 12.00 $\pm$ 1.00 & 2.00 $\pm$ 1.00 \\" in means
+    assert r"supervised IN-1k (published) & 76.1$^1$ & – \\" in means
+    assert r"MoCo v2 200e (published) & 67.5 & – \\" in means
+    assert r"SimSiam 200e (base) (published) & 70.0$^2$ & – \\" in means
+    assert r"BYOL 200e (published) & 70.6$^2$ & – \\" in means
+    assert "% $^1$ supervised end-to-end" in means + diffs and "% $^2$ SimSiam's linear probe" in means + diffs
+    lines = {ln.split(" & ")[0]: ln for ln in diffs.splitlines() if " & " in ln}
+    better = f"+1.67 [{5 / 3 - half:+.2f}, {5 / 3 + half:+.2f}]"
+    assert lines["better"] == rf"better & {better} & {better} \\"
+    sd_worse = statistics.stdev([-1.0, -1.0, -1.5])
+    w_half = 4.302653 * sd_worse / math.sqrt(3)
+    worse = f"-1.17 [{-7 / 6 - w_half:+.2f}, {-7 / 6 + w_half:+.2f}]"
+    assert -7 / 6 + w_half < 0 and lines["worse"] == rf"worse & {worse} & {worse} \\"
+    assert lines["same"].count("(0 in CI)") == 2 and "(0 in CI)" not in lines["better"] + lines["worse"] + lines["single"]
+    assert lines["single"] == r"single & +5.00 (1 seed: no interval) & +5.00 (1 seed: no interval) \\"
+    assert "base" not in lines
