@@ -1,4 +1,5 @@
 """The environment `make setup` builds: full mmcv with compiled ops, and a fast second run."""
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,12 +18,49 @@ def test_mmseg_and_mmcv_ops_import():
     assert hasattr(mmcv.ops, "nms") and callable(mmcv.ops.nms)
 
 
-def test_second_setup_is_a_no_op():
-    """Setup run twice in this environment: the second run only checks the stamp. (The first brings the
-    stamp up to date when pytest runs with other setup inputs than `make setup` had, e.g. HA_WHEELHOUSE.)"""
-    if not (ROOT / ".venv/.setup-stamp").exists():
-        pytest.skip("no .venv made by `make setup` here (run the tests through `make test`)")
-    for _ in range(2):
-        r = subprocess.run(["bash", str(ROOT / "tools/setup_env.sh")], capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr
-    assert "up to date" in r.stdout and "building" not in r.stdout
+def _setup(venv: Path, **env) -> subprocess.CompletedProcess:
+    """tools/setup_env.sh on `venv` (VENV=...): never the environment these tests run in."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("HA_")} | {"VENV": str(venv), **env}
+    return subprocess.run(["bash", str(ROOT / "tools/setup_env.sh")], capture_output=True, text=True, timeout=60, env=e)
+
+
+def _stub_venv(tmp_path: Path) -> tuple[Path, Path]:
+    """A venv folder whose python records its arguments and fails: any install step shows in the record."""
+    venv, calls = tmp_path / "venv", tmp_path / "calls.txt"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit 1\n')
+    (venv / "bin/python").chmod(0o755)
+    return venv, calls
+
+
+def _inputs_hash(venv: Path, **env) -> str:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("HA_")} | {"VENV": str(venv), **env}
+    r = subprocess.run(["bash", str(ROOT / "tools/setup_env.sh"), "--inputs-hash"], capture_output=True, text=True, env=e)
+    assert r.returncode == 0 and len(r.stdout.strip()) == 16, r.stderr
+    return r.stdout.strip()
+
+
+def test_a_second_setup_only_checks_the_stamp(tmp_path):
+    """A venv whose stamp holds the current inputs' hash: setup says so and installs nothing (its python is never
+    run); a stamp of other inputs starts the install (here: the stub python, whose failure names the step)."""
+    venv, calls = _stub_venv(tmp_path)
+    (venv / ".setup-stamp").write_text(_inputs_hash(venv) + "\n")
+    r = _setup(venv)
+    assert r.returncode == 0 and "up to date" in r.stdout and "nothing to install" in r.stdout, r.stdout + r.stderr
+    assert not calls.exists() and "1/6" not in r.stdout
+    (venv / ".setup-stamp").write_text("0123456789abcdef\n")
+    r = _setup(venv)
+    assert r.returncode == 1 and "1/6" in r.stdout and "FAILED at step: build tools" in r.stderr, r.stdout + r.stderr
+    assert "pip" in calls.read_text()
+
+
+def test_the_stamp_changes_with_each_setup_input(tmp_path):
+    """The hash a stamp holds follows the wheelhouse, the detectron2 opt-out and the wheelhouse's files."""
+    venv = tmp_path / "venv"
+    wh = tmp_path / "wheels"
+    wh.mkdir()
+    base = _inputs_hash(venv)
+    assert _inputs_hash(venv) == base
+    with_wh = _inputs_hash(venv, HA_WHEELHOUSE=str(wh))
+    (wh / "mmcv-2.1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"x")
+    assert len({base, with_wh, _inputs_hash(venv, HA_WHEELHOUSE=str(wh)), _inputs_hash(venv, HA_SKIP_DETECTRON2="1")}) == 4
