@@ -145,8 +145,7 @@ def ci_text(r: dict) -> str:
 
 def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
     """Per task column: <task>.png, mean ± std over seeds per row; with a baseline, <task>_diff.png, each
-    row's difference to it with its 95% confidence interval (hatched: the interval contains 0; grey: one
-    seed, no interval)."""
+    row's difference to it with its 95% confidence interval (`_diff_figure`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,26 +172,47 @@ def _figures(suite: Suite, rows: list[dict], folder: Path) -> list[Path]:
         diff = [r for r in sel if r.get("delta") is not None]
         if not diff:
             continue
-        width = 1.6 + 1.3 * len(diff)
-        fig, ax = plt.subplots(figsize=(width, 3.2))
-        err = [[r["delta"] - r["delta_low"] if r["delta_low"] is not None else 0 for r in diff],
-               [r["delta_high"] - r["delta"] if r["delta_high"] is not None else 0 for r in diff]]
-        bars = ax.bar(range(len(diff)), [r["delta"] for r in diff], yerr=err, capsize=4, color="#4c72b0")
-        for bar, r in zip(bars, diff):
-            if r["delta_contains_zero"]:  # 0 in the interval
-                bar.set_hatch("//")
-                bar.set_alpha(0.5)
-            elif r["delta_low"] is None:  # one seed: no interval at all, which is not "contains 0"
-                bar.set_color("#bbbbbb")
-                ax.annotate("1 seed:\nno interval", (bar.get_x() + bar.get_width() / 2, r["delta"]), ha="center",
-                            va="bottom" if r["delta"] >= 0 else "top", fontsize=7)
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(diff)), [r["checkpoint"] for r in diff], rotation=15, ha="right", fontsize=8)
-        ax.set_ylabel(f"{col} − {suite.baseline}")
-        ax.set_title(_wrap(f"{header}: difference to {suite.baseline} (95% CI over seeds; hatched: contains 0)", width),
-                     fontsize=8)
+        fig = _diff_figure(suite, header, col, diff)
         paths.append(_save(fig, folder / f"{name}_diff.png"))
     return paths
+
+
+# how a difference bar is drawn, by what its interval says: (legend text, face colour, hatch, alpha)
+DIFF_KINDS = {"excludes": ("95% CI excludes 0", "#4c72b0", "", 1.0), "contains": ("95% CI contains 0", "#4c72b0", "//", 0.5),
+              "one_seed": ("1 seed: no interval", "#bbbbbb", "", 1.0)}
+
+
+def diff_kind(r: dict) -> str:
+    """Which of `DIFF_KINDS` a difference row is: one seed has no interval at all, which is not "contains 0"."""
+    return "one_seed" if r["delta_low"] is None else "contains" if r["delta_contains_zero"] else "excludes"
+
+
+def _diff_figure(suite: Suite, header: str, col: str, diff: list[dict]):
+    """Bars of each row's difference to the baseline with its 95% interval, drawn by `diff_kind`; a legend
+    (right of the axes) names exactly the kinds drawn, and the title says "95% CI over seeds" only where an
+    interval is drawn."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    kinds = [diff_kind(r) for r in diff]
+    width = 3.2 + 1.3 * len(diff)
+    fig, ax = plt.subplots(figsize=(width, 3.2))
+    err = [[r["delta"] - r["delta_low"] if r["delta_low"] is not None else 0 for r in diff],
+           [r["delta_high"] - r["delta"] if r["delta_high"] is not None else 0 for r in diff]]
+    bars = ax.bar(range(len(diff)), [r["delta"] for r in diff], yerr=err, capsize=4)
+    for bar, kind in zip(bars, kinds):
+        _, colour, hatch, alpha = DIFF_KINDS[kind]
+        bar.set(facecolor=colour, hatch=hatch, alpha=alpha)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(diff)), [r["checkpoint"] for r in diff], rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel(f"{col} − {suite.baseline}")
+    drawn = [k for k in DIFF_KINDS if k in kinds]
+    ax.legend(handles=[Patch(facecolor=DIFF_KINDS[k][1], hatch=DIFF_KINDS[k][2], alpha=DIFF_KINDS[k][3], label=DIFF_KINDS[k][0])
+                       for k in drawn], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    over = " (95% CI over seeds)" if any(k != "one_seed" for k in kinds) else ""
+    ax.set_title(_wrap(f"{header}: difference to {suite.baseline}{over}", width - 1.6), fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def _wrap(title: str, width_inches: float) -> str:

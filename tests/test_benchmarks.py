@@ -281,3 +281,50 @@ def test_the_invariance_difference_table_marks_exactly_the_cells_whose_interval_
     assert "| stage | flip | gray |" in md
     assert "| layer1 | +0.400 [+0.152, +0.648] * | +0.200 [-0.048, +0.448] |" in md
     assert "| layer2 | -0.400 [-0.648, -0.152] * | +0.000 [+0.000, +0.000] |" in md
+
+
+def _diff_rows(*intervals):
+    """Difference rows: (delta, low, high) per checkpoint; low None for one seed."""
+    return [{"checkpoint": f"ckpt{i}", "delta": d, "delta_low": lo, "delta_high": hi,
+             "delta_contains_zero": None if lo is None else lo <= 0 <= hi} for i, (d, lo, hi) in enumerate(intervals)]
+
+
+@pytest.mark.parametrize("intervals, legend, hatched, grey, ci_in_title", [
+    # one seed only: no interval anywhere -> no hatching, no "CI" in the title, the grey entry alone
+    ([(5.0, None, None)], ["1 seed: no interval"], [False], [True], False),
+    ([(1.0, 0.5, 1.5)], ["95% CI excludes 0"], [False], [False], True),
+    # excludes, contains (hatched), one seed (grey): each drawn kind once in the legend, in this order
+    ([(1.0, 0.5, 1.5), (0.2, -0.3, 0.7), (-2.0, None, None)],
+     ["95% CI excludes 0", "95% CI contains 0", "1 seed: no interval"], [False, True, False], [False, False, True], True),
+])
+def test_the_difference_figure_legend_names_what_is_drawn_and_no_text_overlaps(intervals, legend, hatched, grey, ci_in_title):
+    """The difference figure (hand-made rows): bars hatched exactly where the interval contains 0, grey exactly for
+    one seed, a legend listing only the kinds drawn, the title mentioning intervals only when one is drawn, and
+    no two texts (title, axis label, tick labels, legend) overlapping or leaving the figure at its size."""
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from benchmarks.report import _diff_figure
+
+    fig = _diff_figure(SimpleNamespace(baseline="base"), "kNN ImageNet-100 top1", "top1", _diff_rows(*intervals))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == legend
+    assert [bool(b.get_hatch()) for b in ax.patches] == hatched
+    assert [to_hex(b.get_facecolor()) == "#bbbbbb" for b in ax.patches] == grey
+    title = ax.get_title()
+    assert ("CI" in title) == ci_in_title and "hatched" not in title
+    fig.canvas.draw()  # legend texts take their places at drawing
+    renderer = fig.canvas.get_renderer()
+    texts = [ax.title, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_legend().get_texts(), *ax.texts]
+    boxes = [t.get_window_extent(renderer) for t in texts if t.get_text()]
+    inside = fig.bbox
+    for i, a in enumerate(boxes):
+        assert inside.x0 <= a.x0 and a.x1 <= inside.x1 + 0.5 and inside.y0 <= a.y0 and a.y1 <= inside.y1 + 0.5, texts[i].get_text()
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    plt.close(fig)
