@@ -38,11 +38,12 @@ def _floats(n=8, h=37, w=41):
 
 @pytest.mark.parametrize("shape", [(80, 100), (375, 500), (30, 400), (500, 20), (7, 9)])
 def test_crop_box_is_torchvision_random_resized_crop(shape):
-    """Same seed, same stream: our box is exactly RandomResizedCrop.get_params' (fallback shapes included)."""
+    """Same seed, same stream: our box is exactly RandomResizedCrop.get_params' with the authors' scale (0.2, 1) and
+    torchvision's ratio (3/4, 4/3), written here (fallback shapes included)."""
     pipe = AugPipeline()
     for seed in range(100):
         torch.manual_seed(seed)
-        want = T.RandomResizedCrop.get_params(torch.empty(3, *shape), list(pipe.crop_scale), list(pipe.crop_ratio))
+        want = T.RandomResizedCrop.get_params(torch.empty(3, *shape), [0.2, 1.0], [3 / 4, 4 / 3])
         assert pipe._crop_box(*shape, torch.Generator().manual_seed(seed)) == tuple(want), (shape, seed)
 
 

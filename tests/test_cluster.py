@@ -93,7 +93,8 @@ def test_a_folder_in_use_by_a_live_process_is_refused_and_a_dead_ones_lock_is_ta
     lock.write_text(json.dumps({"host": "gpu-node-17", "pid": 1, "since": "t", "command": "x"}))
     with pytest.raises(RunConflict, match="gpu-node-17"):
         RunFolder(tmp_path, "pretrain").open({"a": 1}, {})
-    os.utime(lock, (lock.stat().st_atime - STALE_S - 5, lock.stat().st_mtime - STALE_S - 5))
+    assert STALE_S == 600  # the README's 10 minutes
+    os.utime(lock, (lock.stat().st_atime - 605, lock.stat().st_mtime - 605))
     assert RunFolder(tmp_path, "pretrain").open({"a": 1}, {}) in ("new", "resume")
     release_folder(tmp_path)
 

@@ -9,8 +9,6 @@ import torch
 from torch import nn
 from torchvision.io import encode_png, write_file
 
-from pretrain.transforms.augment import IMAGENET_MEAN, IMAGENET_STD
-from pretrain.transforms.photometric import GRAY_WEIGHTS
 from transfer.classification.invariance import AUGMENTATIONS, difference, invariance, invariance_map
 
 from .conftest import ROOT
@@ -57,8 +55,9 @@ def test_an_identity_network_scores_the_hand_computed_values(tmp_path):
     assert all(got[f"layer{s}"]["flip"]["mean"] == pytest.approx(1.0) for s in (1, 2, 3, 4))  # channel means unchanged
     # grayscale: features (m_c - mu_c) / sd_c before, (L - mu_c) / sd_c after, L the luma of the channel means
     m = torch.stack([read_image(p).double().mean((1, 2)) / 255 for p in paths])
-    mu, sd = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
-    lum = (m * torch.tensor(GRAY_WEIGHTS, dtype=torch.float64)).sum(1, keepdim=True)
+    # ImageNet's mean/std and ITU-R 601-2 luma (PIL, torchvision), written here, not read from the code under test
+    mu, sd = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float64), torch.tensor((0.229, 0.224, 0.225), dtype=torch.float64)
+    lum = (m * torch.tensor((0.2989, 0.587, 0.114), dtype=torch.float64)).sum(1, keepdim=True)
     orig, gray = (m - mu) / sd, (lum - mu) / sd
 
     def cos(a, b):

@@ -9,9 +9,10 @@ from torch import nn
 from torchvision import models
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from transfer.classification.colour_probe import LEVELS, colour_probe, draw_pairs, jitter_params, pair_labels
+from transfer.classification.colour_probe import colour_probe, draw_pairs, jitter_params, pair_labels
 from transfer.classification.features import PooledStage, build_backbone
 
+LEVELS = 10  # the paper's ten colour categories (Sec. 5.2), written here
 WIDTHS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
 
 

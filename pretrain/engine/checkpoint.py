@@ -1,5 +1,5 @@
 """Checkpoints: loads without arbitrary unpickling (`weights_only=True`), RNG states, and a pretraining run's
-state (what `engine.Pretrainer` saves and resumes from); the atomic writers live in `files`."""
+state (what `trainer.Pretrainer` saves and resumes from); the atomic writers live in `pretrain.runs.files`."""
 from __future__ import annotations
 
 import logging
@@ -66,7 +66,7 @@ def load_scaler(scaler: torch.amp.GradScaler, state: dict) -> None:
 
 
 def training_state(trainer) -> dict:
-    """Everything a resume restores from a `engine.Pretrainer`: model (online, target, queues), optimizer,
+    """Everything a resume restores from a `trainer.Pretrainer`: model (online, target, queues), optimizer,
     AMP scaler, step, RNG states, the unreadable images met so far; with the format, method, arch and config."""
     return {
         "format": FORMAT, "method": trainer.model.name, "arch": trainer.cfg["method"]["arch"], "config": trainer.cfg,

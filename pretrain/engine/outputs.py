@@ -1,4 +1,4 @@
-"""Where a pretraining run writes (`train.output`) and what identifies it there (`run_folder.RunFolder`)."""
+"""Where a pretraining run writes (`train.output`) and what identifies it there (`pretrain.runs.folder.RunFolder`)."""
 from __future__ import annotations
 
 import logging
@@ -30,7 +30,7 @@ def run_identity(cfg: dict) -> tuple[dict, dict]:
 
 
 def open_run(cfg: dict, info: DistInfo = DistInfo(), overwrite: bool = False) -> str:
-    """Claim the run folder (`run_folder.RunFolder.open`): "new", "resume" or "finished"."""
+    """Claim the run folder (`pretrain.runs.folder.RunFolder.open`): "new", "resume" or "finished"."""
     ident, settings = run_identity(cfg)
     return run_folder(cfg).open(ident, dict(settings, world_size=info.world_size), request=ident, overwrite=overwrite,
                                 is_main=info.is_main, log=log.info)

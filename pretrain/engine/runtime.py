@@ -28,7 +28,7 @@ def device_type(cfg: dict) -> str:
 
 
 def resolve_device(cfg: dict, info: DistInfo) -> torch.device:
-    """This process's training device: its GPU (`dist.cuda_device`) or the CPU."""
+    """This process's training device: its GPU (`pretrain.distributed.launch.cuda_device`) or the CPU."""
     return cuda_device(info.local_rank) if device_type(cfg) == "cuda" else torch.device("cpu")
 
 

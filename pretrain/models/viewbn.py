@@ -9,7 +9,7 @@ are updated chunk by chunk in increasing view id, i.e. in the order the one-view
 updates them. Outside the context, and in eval mode, the layers are plain BatchNorm.
 
 With several processes (SyncBN), the per-view sums of every chunk are exchanged in one all-reduce per
-BatchNorm call (and one in backward), not one per chunk: `dist.sync_batch_norm`.
+BatchNorm call (and one in backward), not one per chunk: `pretrain.distributed.syncbn.sync_batch_norm`.
 """
 from __future__ import annotations
 

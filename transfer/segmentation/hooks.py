@@ -80,7 +80,7 @@ class LastMetricsHook(Hook):
 
 @HOOKS.register_module(force=True)
 class PreemptionHook(Hook):
-    """SIGTERM/SIGUSR1/SIGUSR2 (`pretrain.preempt`, noted by `runner.preemption`, which `engine.run` holds): after
+    """SIGTERM/SIGUSR1/SIGUSR2 (`pretrain.runs.preempt`, noted by `runner.preemption`, which `engine.run` holds): after
     the current iteration, agreed by every process (checked every `every` iterations where there are several),
     write `iter_<n>.pth` and `last_checkpoint` as the checkpoint hook does, and stop with `Preempted`; the rerun
     resumes from it."""
