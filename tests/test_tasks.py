@@ -82,3 +82,12 @@ def test_start_state_of_the_three_runners(tmp_path, capsys):
     assert d2["mode"] == "evaluation of --weights without fine-tuning"
     with pytest.raises(FileNotFoundError, match=f"--eval-only: {tmp_path / 'b'} holds no run to evaluate"):
         start_state(empty, dict(ident), "voc_seg", overwrite=False, eval_only=True)
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=getattr(pytest.mark, TASKS[t].engine)) for t in HAND if TASKS[t].engine])
+def test_each_engine_runner_defaults_to_its_tasks_preset(task):
+    """`run_transfer.py --task T` without --config trains the preset of the hand table."""
+    import importlib
+
+    parser = importlib.import_module(TASKS[task].runner).get_args_parser(task)
+    assert parser.get_default("config") == HAND[task][0]
