@@ -25,7 +25,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # the presets stay in the checkout's top-level configs/ (the layout users know); the wheel carries the same
-    # files as the package hier_aug_configs, which pretrain.shipped finds from any folder
+    # files as the package hier_aug_configs, which pretrain.config.shipped finds from any folder
     packages=find_packages(include=["pretrain*", "transfer*", "benchmarks*"]) + ["hier_aug_configs"],
     package_dir={"hier_aug_configs": "configs"},
     package_data={"hier_aug_configs": ["**/*.yaml", "**/*.txt", "**/*.py"]},

@@ -1,7 +1,7 @@
 """One pretraining or cell of a suite, run to its end: the command, its log, its status. The local scheduler calls
 these in a loop; `submit`'s jobs call the same functions on the cluster's nodes.
 
-A preemption signal that reaches the process running a cell goes on to the cell's run (`pretrain.preempt`): the
+A preemption signal that reaches the process running a cell goes on to the cell's run (`pretrain.runs.preempt`): the
 run checkpoints and exits 75, and the cell's status is "preempted" (resumed by the next start, or by submitit's
 requeue), not "failed".
 """

@@ -3,7 +3,7 @@
 A job runs the local scheduler's own function (`cells.run_pretrain_cell` / `cells.run_cell`) on its node, with
 its submitit logs in the folder it writes (`<cell>/submitit/`). Cells of a config row wait for their
 pretraining (`--dependency=afterok`). On preemption or a coming time limit (submitit's USR2, SLURM's SIGTERM)
-the run checkpoints and exits 75 (`pretrain.preempt`); the job then asks submitit to requeue it
+the run checkpoints and exits 75 (`pretrain.runs.preempt`); the job then asks submitit to requeue it
 (`checkpoint` below), and the requeued job resumes the run from its checkpoint.
 
 `--scheduler submitit-local` runs the same jobs as processes on this machine (submitit's local executor),

@@ -184,7 +184,7 @@ def _path(value: str, base: Path, *more: Path) -> str:
 
 
 def _config_path(value: str, base: Path) -> str:
-    """A row's pretraining config: as `_path`, then a shipped preset named `configs/...` (`pretrain.shipped`)."""
+    """A row's pretraining config: as `_path`, then a shipped preset named `configs/...` (`pretrain.config.shipped`)."""
     found = _path(value, base)
     return found if Path(found).exists() else str(shipped(value).resolve())
 

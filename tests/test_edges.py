@@ -35,7 +35,7 @@ def test_the_linear_probe_reports_its_final_epoch_and_names_the_best_apart(demo_
     assert out["lr_per_epoch"] == pytest.approx([0.025, 0.0025, 0.00025]) and math.isclose(out["lr"], 0.025)  # milestones 1, 2
 
 
-# the ranges a user's number must be in, written by hand from what each key means (not read from pretrain.config):
+# the ranges a user's number must be in, written by hand from what each key means (not read from pretrain.config.config):
 # key -> (integer?, lowest, highest, lowest excluded?)
 HAND_RANGES = {
     "optim.epochs": (True, 1, None, False), "optim.batch_size": (True, 1, None, False),

@@ -38,7 +38,7 @@ def _run(cmd, env, cwd):
 @pytest.mark.slow
 def test_the_installed_package_finds_its_presets_from_any_folder(installed, tmp_path):
     target, env = installed
-    probe = ("import pretrain, json; from pretrain.shipped import configs_dir; "
+    probe = ("import pretrain, json; from pretrain.config.shipped import configs_dir; "
              "from transfer.segmentation.protocol import resolve_config as seg; "
              "from transfer.detectron2.protocol import resolve_config as det; "
              "print(json.dumps([pretrain.__file__, str(configs_dir()), str(seg('demo_fcn_r18-d8_voc-192')), "

@@ -170,4 +170,4 @@ def test_the_readme_embeds_the_table_the_configs_give_today():
     from pretrain.config import recipes
 
     assert recipes.table(sorted(P.glob("*.yaml"))) in (ROOT / "README.md").read_text(), \
-        "README's recipe table is stale: paste `python -m pretrain.recipes` into its <details> block"
+        "README's recipe table is stale: paste `python -m pretrain.config.recipes` into its <details> block"

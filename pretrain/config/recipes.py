@@ -1,8 +1,8 @@
 """The recipe table: what every shipped pretraining preset runs, generated from the configs, and where each
 published value comes from.
 
-    python -m pretrain.recipes                 # every preset in configs/pretrain/
-    python -m pretrain.recipes CONFIG [...]    # these presets
+    python -m pretrain.config.recipes              # every preset in configs/pretrain/
+    python -m pretrain.config.recipes CONFIG [...]  # these presets
 
 Prints Markdown: one row per preset (method, backbone init, optimiser, lr rule, weight decay, schedule,
 warm-up, batch, epochs, EMA, projector / predictor, loss constants, per-view augmentation, precision),

@@ -55,7 +55,7 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class MultiViewDataset(Dataset):
     """ImageFolder images turned into several pairs of views, deterministically per (seed, epoch, index).
 
-    Indexed by (index, epoch) tuples (see `pretrain.data.ResumableSampler`). Items:
+    Indexed by (index, epoch) tuples (see `pretrain.data.sampler.ResumableSampler`). Items:
     (views list of (3, S, S), params list of (PARAM_DIM,), label, skipped paths).
     An unreadable image is replaced by another one drawn from the sample's own generator, so the
     replacement (and a resumed run) is deterministic; its path is returned for the trainer to count.
