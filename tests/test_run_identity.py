@@ -134,7 +134,10 @@ def test_10_pretraining_stops_with_a_sentence_for_a_missing_gpu_an_unwritable_fo
 def test_10_ctrl_c_exits_130_with_one_line(tiny_images, tmp_path):
     cmd = [sys.executable, "-m", "pretrain.train", str(ROOT / DEMO), f"data.train={tiny_images}", f"train.output={tmp_path / 'r'}",
            "data.workers=0", "optim.batch_size=8", "optim.epochs=10000", "augment.size=32"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (`make test &`, nohup in a script) ignores SIGINT and its children inherit that:
+    # the command would then rightly ignore Ctrl-C, so the child gets the terminal's default back
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while not (tmp_path / "r/log.jsonl").exists():  # the loop has started
         assert proc.poll() is None and time.time() - t0 < 120
