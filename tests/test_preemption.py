@@ -4,6 +4,8 @@ signal or unreadable images stop every process at the same step with the same me
 import json
 import os
 import signal
+import time
+import types
 from datetime import timedelta
 
 import pytest
@@ -77,6 +79,21 @@ def test_a_checkpoint_is_written_when_its_time_interval_has_passed(demo_world, t
     monkeypatch.setattr(t, "save", lambda: (steps.append(t.global_step), save()))
     t.run()
     assert steps == saved
+
+
+def test_the_checkpoint_interval_is_counted_in_minutes(demo_world, tmp_path, monkeypatch):
+    """train.ckpt_every_minutes=1 on a clock that moves 25 s per step (flushes at steps 2, 4, 6): 50 s at step 2 (not
+    due), 100 s at step 4 (due: saved, the interval restarts), 50 s since at step 6 (not due; the epoch end saves)."""
+    data = _small_folder(demo_world, tmp_path / "data", 12)
+    clock = [0.0]
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    t = engine.Pretrainer(load_config(SIMSIAM, _overrides(data, tmp_path / "run", "optim.epochs=1",
+                                                          "train.ckpt_every_minutes=1")))
+    steps, save, step = [], t.save, t.step
+    monkeypatch.setattr(t, "save", lambda: (steps.append(t.global_step), save()))
+    monkeypatch.setattr(t, "step", lambda *a: (clock.__setitem__(0, clock[0] + 25.0), step(*a))[1])
+    t.run()
+    assert steps == [4, 6]
 
 
 def test_the_unreadable_budget_counts_every_process_and_stops_one_past_it(demo_world, tmp_path):
