@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from pretrain.config.config import load_config
 from pretrain.distributed.launch import DistInfo
 from pretrain.engine import trainer as engine
-from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted
+from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted, agreed_signal
 
 from .conftest import ROOT
 from .test_distributed import _free_port
@@ -151,6 +151,25 @@ def _worker(rank, world, port, data, out, mode, queue):
         queue.put((rank, f"{e} | step {t.global_step}"))
     except Exception as e:  # a hang ends in gloo's timeout: reported as such
         queue.put((rank, f"{type(e).__name__}: {e}"))
+
+
+def _agree_worker(rank, world, port, cases, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    got = [agreed_signal(case[rank]) for case in cases]
+    dist.destroy_process_group()
+    (out / f"{rank}.json").write_text(json.dumps([None if g is None else int(g) for g in got]))
+
+
+def test_two_processes_agree_on_the_signal_either_received(tmp_path):
+    """The transfer engines' agreement (`agreed_signal`) on two gloo processes: what either process received, the
+    same on both; of two different signals the first of SIGTERM, SIGUSR1, SIGUSR2; none when neither received one."""
+    term, usr1, usr2 = int(signal.SIGTERM), int(signal.SIGUSR1), int(signal.SIGUSR2)
+    cases = [(None, None), (usr1, None), (None, term), (usr2, term), (usr2, usr2)]
+    want = [None, usr1, term, term, usr2]
+    mp.spawn(_agree_worker, args=(2, _free_port(), cases, tmp_path), nprocs=2, join=True)
+    assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [want, want]
+    assert agreed_signal(usr1) == usr1 and agreed_signal(None) is None  # one process: its own
 
 
 @pytest.mark.slow
