@@ -138,13 +138,11 @@ echo "Submitted batch job $n"
 """
 
 
-def test_slurm_jobs_are_submitted_through_submitit_with_their_logs_and_dependencies(tmp_path, monkeypatch, capsys):
-    """A stand-in sbatch: one job per pretraining and cell, submitit's script (USR2 warning before the time limit,
-    the parameters given), its --output in the job's own folder (existing at submission: the old script writer's did
-    not), the config row's cells after their pretraining job, the checkpoint row's cells after nothing."""
+@pytest.fixture
+def stand_in_slurm(tmp_path, monkeypatch):
+    """A stand-in sbatch on PATH recording each script in rec/, and a suite s.yaml of a checkpoint row and a config
+    row with one kNN column -> (suite file, rec folder)."""
     import yaml
-
-    from benchmarks.run import main
 
     rec, bin_dir = tmp_path / "rec", tmp_path / "bin"
     rec.mkdir(), bin_dir.mkdir()
@@ -159,7 +157,17 @@ def test_slurm_jobs_are_submitted_through_submitit_with_their_logs_and_dependenc
            "checkpoints": [{"name": "file", "path": "random"}, {"name": "hier", "config": cfg}],
            "tasks": {"knn": ["--data", str(tmp_path)]}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
-    assert main([str(tmp_path / "s.yaml"), "--scheduler", "slurm", "--slurm", "slurm_partition=dev", "gpus_per_node=8",
+    return tmp_path / "s.yaml", rec
+
+
+def test_slurm_jobs_are_submitted_through_submitit_with_their_logs_and_dependencies(tmp_path, stand_in_slurm, capsys):
+    """A stand-in sbatch: one job per pretraining and cell, submitit's script (USR2 warning before the time limit,
+    the parameters given), its --output in the job's own folder (existing at submission: the old script writer's did
+    not), the config row's cells after their pretraining job, the checkpoint row's cells after nothing."""
+    from benchmarks.run import main
+
+    suite, rec = stand_in_slurm
+    assert main([str(suite), "--scheduler", "slurm", "--slurm", "slurm_partition=dev", "gpus_per_node=8",
                  "timeout_min=600"]) == 0
     out = capsys.readouterr().out
     scripts = {n: (rec / f"{n}.sh").read_text() for n in (1, 2, 3)}
@@ -173,6 +181,17 @@ def test_slurm_jobs_are_submitted_through_submitit_with_their_logs_and_dependenc
         assert "#SBATCH --signal=USR2@90" in s and "submitit.core._submit" in s
     assert "#SBATCH --dependency=afterok:2" in cell_hier and "--dependency" not in cell_file + pre
     assert "hier / knn / seed 0: job 3 (after 2)" in out and "3 jobs submitted" in out
+
+
+def test_a_job_s_time_limit_defaults_to_24_hours_not_submitit_s_5_minutes(stand_in_slurm):
+    """Without `timeout_min` every job gets the README's 1440 minutes (submitit's own default, 5, would stop each
+    pretraining within minutes and requeue it forever)."""
+    from benchmarks.run import main
+
+    suite, rec = stand_in_slurm
+    assert main([str(suite), "--scheduler", "slurm"]) == 0
+    scripts = [(rec / f"{n}.sh").read_text() for n in (1, 2, 3)]
+    assert all("#SBATCH --time=1440\n" in s for s in scripts), scripts[0]
 
 
 def test_slurm_without_sbatch_says_what_to_do(tmp_path, monkeypatch, capsys):
