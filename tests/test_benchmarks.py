@@ -85,6 +85,24 @@ def test_a_killed_cell_with_a_metrics_file_is_not_done_and_not_reported(tmp_path
     assert "99.00" not in write_report(suite).read_text()
 
 
+@pytest.mark.parametrize("code,result,status", [(0, True, "done"), (0, False, "failed"), (75, False, "preempted"),
+                                                (3, True, "failed")])
+def test_a_cell_is_done_only_when_its_command_succeeds_and_its_result_is_there(tmp_path, code, result, status):
+    """A command that exits 0 without writing its result (a crash the tool swallowed, a wrong output folder) is a
+    failed cell with failed.json, never "done"; 75 is a preemption (requeued), any other code a failure."""
+    import json
+    import sys
+
+    from benchmarks.cells import _run_logged
+
+    cmd = [sys.executable, "-c", f"print('error: planted'); raise SystemExit({code})"]
+    assert _run_logged(cmd, tmp_path, "cell.log", {"cell": "x"}, lambda: result) == status
+    failed = tmp_path / "failed.json"
+    assert failed.exists() == (status == "failed")
+    if status == "failed":
+        assert json.loads(failed.read_text())["returncode"] == code
+
+
 @pytest.mark.slow
 def test_suite_runs_isolates_failures_and_restarts_without_redoing_cells(demo_world, demo_pretrained, tmp_path):
     ckpt, _ = demo_pretrained
