@@ -194,6 +194,33 @@ def test_a_job_s_time_limit_defaults_to_24_hours_not_submitit_s_5_minutes(stand_
     assert all("#SBATCH --time=1440\n" in s for s in scripts), scripts[0]
 
 
+@pytest.mark.parametrize("env,want", [(None, "SIGUSR2"), ("USR1", "SIGUSR1")])
+def test_a_preempted_job_calls_submitit_s_requeue_handler(monkeypatch, env, want):
+    """A cell that stopped for preemption calls the handler submitit installed for its signal (USR2 unless
+    SUBMITIT_PREEMPT_SIGNAL says otherwise), which requeues the job; the other signal's handler is left alone."""
+    import signal
+    import types
+
+    from benchmarks import submit
+
+    ckpt = types.SimpleNamespace(name="row")
+    monkeypatch.setattr(submit, "load_suite", lambda path: types.SimpleNamespace(checkpoints=[ckpt]))
+    monkeypatch.setattr(submit, "run_pretrain_cell", lambda suite, c, seed: "preempted")
+    if env is None:
+        monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    else:
+        monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", env)
+    called = []
+    old = {s: signal.signal(s, lambda signum, frame: called.append(signal.Signals(signum).name))
+           for s in (signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        assert submit.SuiteJob("s.yaml", "row", None, None)() == "preempted"
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    assert called == [want]
+
+
 def test_slurm_without_sbatch_says_what_to_do(tmp_path, monkeypatch, capsys):
     import yaml
 
