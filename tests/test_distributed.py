@@ -2,6 +2,7 @@
 also when the views are batched (per-view statistics through the synchronised BN)."""
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -35,8 +36,7 @@ def _grads(model):
 
 
 def _worker(rank, world, port, name, mode, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    _join_gloo(rank, world, port)
     torch.manual_seed(0)
     model = make_per_view(convert_sync_batchnorm(build_model(_cfg(name)), torch.device("cpu"))).double()  # as the engine
     model.batching = mode
@@ -54,6 +54,13 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _join_gloo(rank: int, world: int, port: int, timeout_s: float | None = None) -> None:
+    """Join a gloo process group of `world` processes on this machine (a spawned test worker)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            **({"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}))
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """The GPU and many-process items of the pretraining hot loop (issue 23: 2, 7, 8, 9, 10, 12, 13), each emulated
 on this CPU machine: two gloo processes, host reads counted by source line, collectives counted,
 torch calls counted, autocast in bf16 on the CPU, a DataLoader worker dying for /dev/shm."""
-import os
 from collections import Counter
 
 import pytest
@@ -18,7 +17,7 @@ from pretrain.engine.build import build_model
 from pretrain.models.viewbn import make_per_view
 
 from .conftest import ROOT
-from .test_distributed import _free_port
+from .test_distributed import _free_port, _join_gloo
 from .test_method import SMALL, inputs, make
 from .test_pretrain_run import TINY, _small_folder
 
@@ -67,13 +66,11 @@ def test_7_index_plan_refuses_device_parameters():
 
 def _nan_worker(rank, world, port, data, out, queue):
     """Rank 1's loss turns NaN at its second step; both processes must stop with the same message."""
-    from datetime import timedelta
 
     from pretrain.distributed.launch import DistInfo
     from pretrain.methods.base import HierSiamese
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=30))
+    _join_gloo(rank, world, port, 30)
     if rank == 1:
         forward, calls = HierSiamese.forward, [0]
 
@@ -108,8 +105,7 @@ def test_2_a_nan_on_one_process_stops_every_process_with_the_same_message(demo_w
 
 
 def _collective_worker(rank, world, port, mode, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    _join_gloo(rank, world, port)
     counts = _count_collectives(rank, mode)
     if rank == 0:
         torch.save(counts, out)
@@ -176,8 +172,7 @@ def _bt_worker(rank, world, port, out):
     from pretrain.methods.losses import barlow_twins_loss
     from pretrain.models.viewbn import PerViewCPUSyncBatchNorm, per_view_stats
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    _join_gloo(rank, world, port)
     g = torch.Generator().manual_seed(rank)
     res = {}
     # per-view SyncBN: outputs, input gradients, running statistics (in view order 2, 0, 1)

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 import types
-from datetime import timedelta
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from pretrain.engine import trainer as engine
 from pretrain.runs.preempt import EXIT_PREEMPTED, Preempted, agreed_signal
 
 from .conftest import ROOT
-from .test_distributed import _free_port
+from .test_distributed import _free_port, _join_gloo
 from .test_pretrain_run import TINY, _small_folder
 
 SIMSIAM = ROOT / "configs/pretrain/simsiam_resnet18_1xb64-coslr-4e_demo.yaml"
@@ -121,8 +120,7 @@ class _Bar:
 def _worker(rank, world, port, data, out, mode, queue):
     """`signal`: only rank 1 gets SIGUSR1, after step 3. `unreadable`: rank 0 meets one unreadable image, rank 1
     two; `within`: one each (12 images, max_bad_fraction 0.2: 2 allowed in all, whatever the process count)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=30))
+    _join_gloo(rank, world, port, 30)
     cfg = load_config(SIMSIAM, _overrides(data, out, "optim.batch_size=4", "data.max_bad_fraction=0.2",
                                           "train.max_steps=6" if mode == "signal" else "train.max_steps=3"))
     t = engine.Pretrainer(cfg, DistInfo(rank, world, rank))
@@ -154,8 +152,7 @@ def _worker(rank, world, port, data, out, mode, queue):
 
 
 def _agree_worker(rank, world, port, cases, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    _join_gloo(rank, world, port, 60)
     got = [agreed_signal(case[rank]) for case in cases]
     dist.destroy_process_group()
     (out / f"{rank}.json").write_text(json.dumps([None if g is None else int(g) for g in got]))
